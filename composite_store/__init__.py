@@ -1,0 +1,33 @@
+"""composite-store: each agent-data domain in the database that suits it.
+
+>>> store = CompositeStore.from_env()
+>>> async with store:
+...     await store.memory.save_thread(Thread(id="t1", resource_id="user-1"))
+"""
+
+from composite_store.composite import CompositeStore
+from composite_store.errors import (
+    CompositeStoreError,
+    ConfigurationError,
+    ConflictError,
+    DomainUnavailableError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    ValidationError,
+)
+from composite_store.pagination import Page
+from composite_store.registry import DOMAINS
+
+__all__ = [
+    "DOMAINS",
+    "CompositeStore",
+    "CompositeStoreError",
+    "ConfigurationError",
+    "ConflictError",
+    "DomainUnavailableError",
+    "NotFoundError",
+    "Page",
+    "SchemaOutOfDateError",
+    "ValidationError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from composite_store.cli import main
+
+raise SystemExit(main())

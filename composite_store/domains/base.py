@@ -1,0 +1,89 @@
+"""What every domain shares: its own ``MetaData`` and the store base class.
+
+``DomainStore`` owns the two things every store method needs and nobody should write twice:
+opening a transaction of the right kind, and turning driver exceptions into the SPEC's errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from composite_store.engines import WRITE_TRANSACTION
+from composite_store.errors import CompositeStoreError, DomainUnavailableError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def domain_metadata(domain: str) -> MetaData:
+    """A domain's own ``MetaData``; ``info["domain"]`` tells the router and Alembic whose it is."""
+    return MetaData(naming_convention=NAMING_CONVENTION, info={"domain": domain})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database cannot be reached", not "the statement failed"."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.InterfaceError)
+            or (isinstance(exc.orig, OSError | TimeoutError))
+        )
+    return False
+
+
+def translate_error(exc: BaseException, domain: str, masked_url: str) -> CompositeStoreError:
+    """The SPEC error for a driver exception; the driver's text is kept in the message."""
+    if isinstance(exc, CompositeStoreError):
+        return exc
+    if is_unavailable(exc):
+        return DomainUnavailableError(domain, masked_url, error_text(exc))
+    return CompositeStoreError(f"domain {domain!r}: database error: {error_text(exc)}")
+
+
+def error_text(exc: BaseException) -> str:
+    """One line naming the underlying driver error; never contains a URL."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return f"{type(orig).__name__}: {text}"
+
+
+class DomainStore:
+    """Base of the five domain stores: one engine, one domain, errors translated at the edge."""
+
+    domain: str = ""
+
+    def __init__(self, engine: AsyncEngine, *, masked_url: str) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
+        self.masked_url = masked_url
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction; ``write=True`` takes SQLite's write lock up front."""
+        engine = self._write_engine if write else self._engine
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        except CompositeStoreError:
+            raise
+        except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise translate_error(exc, self.domain, self.masked_url) from exc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(domain={self.domain!r}, url={self.masked_url!r})"

@@ -1,0 +1,9 @@
+"""The observability domain's async store."""
+
+from __future__ import annotations
+
+from composite_store.domains.base import DomainStore
+
+
+class ObservabilityStore(DomainStore):
+    domain = "observability"

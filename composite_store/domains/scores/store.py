@@ -1,0 +1,9 @@
+"""The scores domain's async store."""
+
+from __future__ import annotations
+
+from composite_store.domains.base import DomainStore
+
+
+class ScoresStore(DomainStore):
+    domain = "scores"

@@ -1,0 +1,130 @@
+"""One ``AsyncEngine`` per distinct database URL, set up for the backend behind it.
+
+Backend tuning lives here and nowhere else:
+- SQLite: WAL (readers never wait for the writer), a busy timeout (writers queue instead of
+  failing), foreign keys on, and real transactions: pysqlite's implicit BEGIN is switched off and
+  we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for writes so that two writers never deadlock
+  upgrading read locks.
+- PostgreSQL: asyncpg, pre-ping so a restarted server is survived, a bounded connect timeout so
+  a down server fails fast, JIT off (it only slows the small queries we send).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from composite_store.config import DomainConfig, StoreConfig
+from composite_store.errors import ConfigurationError
+from composite_store.sqltypes import dumps
+
+# Execution option carried by write transactions; only the SQLite hook reads it.
+WRITE_TRANSACTION: dict[str, Any] = {"composite_store_write": True}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    connect_timeout: float = 5.0  # seconds before a down database counts as unavailable
+    sqlite_busy_timeout: float = 30.0  # seconds a writer waits for SQLite's write lock
+    pool_size: int = 5
+    max_overflow: int = 10
+    echo: bool = False
+
+
+def create_engine_for(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
+    """An engine for one database, tuned for its backend."""
+    if config.backend == "sqlite":
+        return _sqlite_engine(config, options)
+    if config.backend == "postgresql":
+        return create_async_engine(
+            config.url,
+            pool_pre_ping=True,
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            json_serializer=dumps,
+            echo=options.echo,
+            connect_args={
+                "timeout": options.connect_timeout,
+                "server_settings": {"jit": "off", "application_name": "composite-store"},
+            },
+        )
+    raise ConfigurationError(
+        f"domain {config.domain!r}: the {config.backend} backend is not available in this build"
+    )
+
+
+def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
+    in_memory = config.url.database in (None, "", ":memory:")
+    engine = create_async_engine(
+        config.url,
+        json_serializer=dumps,
+        echo=options.echo,
+        connect_args={"timeout": options.sqlite_busy_timeout, "check_same_thread": False},
+        **({"poolclass": StaticPool} if in_memory else {}),
+    )
+    busy_ms = int(options.sqlite_busy_timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            f"busy_timeout={busy_ms}",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("composite_store_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class EngineSet:
+    """The engines of one composite: domains with equal URLs share one engine (one pool)."""
+
+    def __init__(self, config: StoreConfig, options: EngineOptions | None = None) -> None:
+        self.options = options or EngineOptions()
+        self._by_key: dict[str, AsyncEngine] = {}
+        self._domains_by_key: dict[str, list[str]] = {}
+        self._key_by_domain: dict[str, str] = {}
+        self._config = config
+        for domain, cfg in config.domains.items():
+            key = cfg.engine_key
+            if key not in self._by_key:
+                self._by_key[key] = create_engine_for(cfg, self.options)
+                self._domains_by_key[key] = []
+            self._domains_by_key[key].append(domain)
+            self._key_by_domain[domain] = key
+        default_key = config.default.engine_key
+        if default_key not in self._by_key:  # the default serves unmapped statements only
+            self._by_key[default_key] = create_engine_for(config.default, self.options)
+            self._domains_by_key[default_key] = []
+        self._default_key = default_key
+
+    def engine(self, domain: str) -> AsyncEngine:
+        return self._by_key[self._key_by_domain[domain]]
+
+    @property
+    def default(self) -> AsyncEngine:
+        return self._by_key[self._default_key]
+
+    def databases(self) -> Iterator[tuple[AsyncEngine, list[str]]]:
+        """Each distinct database with the domains it holds (the default may hold none)."""
+        for key, engine in self._by_key.items():
+            yield engine, self._domains_by_key[key]
+
+    async def dispose(self) -> None:
+        for engine in self._by_key.values():
+            await engine.dispose()

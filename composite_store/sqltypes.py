@@ -1,0 +1,139 @@
+"""Column types shared by every domain: the one place that knows how each backend stores them.
+
+- ``UTCDateTime``: aware UTC datetimes with microseconds everywhere. PostgreSQL keeps
+  ``timestamptz``; SQLite stores naive UTC text (it would drop tzinfo anyway) and gets UTC back;
+  ClickHouse stores Int64 microseconds since the epoch, because Debian's 18.16 server has no
+  DateTime64 and DateTime keeps only seconds.
+- ``JSONDocument``: dicts/lists; JSONB on PostgreSQL, JSON text on SQLite, String on ClickHouse
+  (whose generic JSON type cannot be rendered).
+- ``Id``/``LongText``: strings; on ClickHouse ``String`` (``String(n)`` would be FixedString).
+
+ClickHouse ignores ``nullable=True`` unless the type itself is ``Nullable``: every type here
+takes ``nullable=True`` for that.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_sqlalchemy import types as ch
+from sqlalchemy import JSON, DateTime, Dialect, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the epoch, exact (no float rounding)."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def dumps(value: Any) -> str:
+    """Strict, compact JSON: NaN/Infinity are not JSON and PostgreSQL would refuse them."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def _clickhouse_impl(dialect: Dialect, type_: TypeEngine[Any], nullable: bool) -> TypeEngine[Any]:
+    return dialect.type_descriptor(ch.Nullable(type_) if nullable else type_)
+
+
+class _PortableType(TypeDecorator[Any]):
+    """A type whose ClickHouse form must say whether it is ``Nullable`` (the only backend
+    that ignores ``nullable=True`` on the column)."""
+
+    cache_ok = True
+
+    def __init__(self, *, nullable: bool = False) -> None:
+        super().__init__()
+        self.nullable = nullable
+
+    def __repr__(self) -> str:  # how Alembic renders the type in a revision
+        return f"{type(self).__name__}({'nullable=True' if self.nullable else ''})"
+
+
+class Id(_PortableType):
+    """A short string: ids, names, enum-like values (String on ClickHouse, not FixedString)."""
+
+    impl = String()
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "clickhouse":
+            return _clickhouse_impl(dialect, ch.String(), self.nullable)
+        return dialect.type_descriptor(String())
+
+
+class LongText(_PortableType):
+    """Free text of any length."""
+
+    impl = Text()
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "clickhouse":
+            return _clickhouse_impl(dialect, ch.String(), self.nullable)
+        return dialect.type_descriptor(Text())
+
+
+class UTCDateTime(_PortableType):
+    """An aware UTC ``datetime`` with microsecond precision on every backend."""
+
+    impl = DateTime(timezone=True)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "clickhouse":
+            return _clickhouse_impl(dialect, ch.Int64(), self.nullable)
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "clickhouse":
+            return to_micros(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            return from_micros(value)
+        if isinstance(value, str):  # SQLite rows written by raw SQL
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JSONDocument(_PortableType):
+    """A JSON value (usually a dict). SQL NULL for ``None``."""
+
+    impl = JSON(none_as_null=True)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        if dialect.name == "clickhouse":
+            return _clickhouse_impl(dialect, ch.String(), self.nullable)
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "clickhouse" and value is not None:
+            return dumps(value)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "clickhouse" and value is not None:
+            return json.loads(value)
+        return value
