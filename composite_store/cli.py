@@ -73,10 +73,6 @@ async def _run(args: argparse.Namespace) -> int:
             return await _status(store)
         if args.command == "migrate":
             return await _migrate(store, args.domain)
-        if args.command == "bench":
-            from composite_store.bench import run_bench
-
-            return await run_bench(store, args)
     finally:
         await store.close()
     return 2
@@ -93,9 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring domains to the head revision")
     migrate.add_argument("--domain", choices=DOMAINS, help="only this domain")
     sub.add_parser("demo", help="a simulated agent conversation on the embedded default")
-    bench = sub.add_parser("bench", help="the AW-1 agent-turn workload (shared/WORKLOAD.md)")
-    bench.add_argument("--json", action="store_true", help="one JSON object per system")
-    bench.add_argument("--scale", type=float, default=1.0, help="shrink the workload (0..1]")
     return parser
 
 

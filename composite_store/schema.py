@@ -9,6 +9,8 @@ several processes calling ``init()`` at once all succeed.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -62,22 +64,25 @@ def upgrade_command(domain: str) -> str:
     return f"composite-store migrate --domain {domain}  (or: alembic --name {domain} upgrade head)"
 
 
-def configure_context(context: EnvironmentContext, connection: Connection, domain: str) -> None:
-    """``context.configure`` for one domain: its version table, its tables only."""
+def context_options(connection: Connection, domain: str) -> dict[str, Any]:
+    """Alembic's options for one domain: its version table, its own tables only."""
     metadata = spec_for(domain).base.metadata
 
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         # Autogenerate must never see (and so never drop) another domain's tables.
         return type_ != "table" or name in metadata.tables
 
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        version_table=version_table(domain),
-        include_name=include_name,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
+    return {
+        "target_metadata": metadata,
+        "version_table": version_table(domain),
+        "include_name": include_name,
+        "render_as_batch": connection.dialect.name == "sqlite",
+        "compare_type": True,
+    }
+
+
+def configure_context(context: EnvironmentContext, connection: Connection, domain: str) -> None:
+    context.configure(connection=connection, **context_options(connection, domain))
 
 
 def run_env(context: EnvironmentContext) -> None:
@@ -139,19 +144,40 @@ def _downgrade(connection: Connection, domain: str, revision: str) -> None:
 
 
 def _current(connection: Connection, domain: str) -> str | None:
-    ctx = MigrationContext.configure(connection, opts={"version_table": version_table(domain)})
-    return ctx.get_current_revision()
+    return MigrationContext.configure(
+        connection, opts=context_options(connection, domain)
+    ).get_current_revision()
+
+
+# Alembic's ``op`` and ``context`` are module-level proxies: two migrations interleaving in one
+# process would overwrite each other's. So actual migration runs take turns per process (and
+# per database, across processes, through ``locked_transaction``); the check that a database
+# is already at head -- init()'s usual case -- runs for all databases in parallel.
+_alembic_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _alembic_turn() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    if loop not in _alembic_turns:
+        _alembic_turns[loop] = asyncio.Lock()
+    return _alembic_turns[loop]
 
 
 async def upgrade(engine: AsyncEngine, domains: list[str], revision: str = "head") -> None:
     """Bring ``domains`` (all on ``engine``'s database) to ``revision`` under the lock."""
-    async with locked_transaction(engine) as conn:
+    if revision == "head":
+        current = await current_revisions(engine, domains)
+        if all(current[d] == head_revision(d) for d in domains):
+            return
+    async with _alembic_turn(), locked_transaction(engine) as conn:
         for domain in domains:
             await conn.run_sync(_upgrade, domain, revision)
 
 
 async def downgrade(engine: AsyncEngine, domains: list[str], revision: str = "base") -> None:
-    async with locked_transaction(engine) as conn:
+    async with _alembic_turn(), locked_transaction(engine) as conn:
         for domain in domains:
             await conn.run_sync(_downgrade, domain, revision)
 

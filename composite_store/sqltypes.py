@@ -67,6 +67,7 @@ class Id(_PortableType):
     """A short string: ids, names, enum-like values (String on ClickHouse, not FixedString)."""
 
     impl = String()
+    cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "clickhouse":
@@ -78,6 +79,7 @@ class LongText(_PortableType):
     """Free text of any length."""
 
     impl = Text()
+    cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "clickhouse":
@@ -89,6 +91,7 @@ class UTCDateTime(_PortableType):
     """An aware UTC ``datetime`` with microsecond precision on every backend."""
 
     impl = DateTime(timezone=True)
+    cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "clickhouse":
@@ -120,6 +123,7 @@ class JSONDocument(_PortableType):
     """A JSON value (usually a dict). SQL NULL for ``None``."""
 
     impl = JSON(none_as_null=True)
+    cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":

@@ -1,0 +1,101 @@
+"""Finding, creating and dropping test databases on each backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from composite_store.config import mask_url
+
+ALL = ("sqlite", "postgresql", "clickhouse")
+RELATIONAL = ("sqlite", "postgresql")
+REQUIRED = frozenset(
+    b.strip()
+    for b in os.environ.get("COMPOSITE_STORE_REQUIRE_BACKENDS", "").split(",")
+    if b.strip()
+)
+_ENV = {
+    "postgresql": "COMPOSITE_STORE_TEST_POSTGRES",
+    "clickhouse": "COMPOSITE_STORE_TEST_CLICKHOUSE",
+}
+_PROBE = {
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
+    "clickhouse": "clickhouse://default@127.0.0.1:9000/default",
+}
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    url: str = ""
+    reason: str = ""
+
+    @property
+    def url_masked(self) -> str:
+        return mask_url(self.url) if self.url else "(embedded)"
+
+
+@cache
+def availability(name: str) -> Availability:
+    if name == "sqlite":
+        return Availability(True)
+    url = os.environ.get(_ENV[name]) or _PROBE[name]
+    source = _ENV[name] if os.environ.get(_ENV[name]) else f"probe of {mask_url(url)}"
+    try:
+        asyncio.run(_ping(name, url))
+    except Exception as exc:
+        return Availability(False, reason=f"{source}: {type(exc).__name__}: {exc}")
+    return Availability(True, url)
+
+
+async def _ping(name: str, url: str) -> None:
+    if name == "postgresql":
+        conn = await asyncpg.connect(_pg_dsn(url), timeout=3)
+        await conn.close()
+    else:
+        from clickhouse_driver import Client
+
+        u = make_url(url)
+        client = Client(
+            host=u.host,
+            port=u.port or 9000,
+            user=u.username or "default",
+            password=u.password or "",
+            connect_timeout=3,
+        )
+        await asyncio.to_thread(client.execute, "SELECT 1")
+        client.disconnect()
+
+
+def _pg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(name: str, admin_url: str, tmp_path: Path, db_name: str) -> str:
+    """A fresh database; returns the URL composite-store should use."""
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / (db_name + '.db')}"
+    if name == "postgresql":
+        conn = await asyncpg.connect(_pg_dsn(admin_url), timeout=10)
+        try:
+            await conn.execute(f'CREATE DATABASE "{db_name}"')
+        finally:
+            await conn.close()
+        return make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)
+    raise NotImplementedError(name)
+
+
+async def drop_database(name: str, admin_url: str, url: str) -> None:
+    if name == "postgresql":
+        db_name = make_url(url).database
+        conn = await asyncpg.connect(_pg_dsn(admin_url), timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await conn.close()

@@ -1,0 +1,160 @@
+"""The composite: separate databases per domain, shared engines, the session router, health,
+and the shared column types on every backend (SPEC §3-§5)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+
+from composite_store import CompositeStore, DomainUnavailableError
+from composite_store.models import (
+    Agent,
+    AgentVersion,
+    Message,
+    Resource,
+    Score,
+    Span,
+    Thread,
+    WorkflowRun,
+)
+
+MODELS_BY_DOMAIN = {
+    "memory": (Thread, Message, Resource),
+    "workflows": (WorkflowRun,),
+    "scores": (Score,),
+    "observability": (Span,),
+    "agents": (Agent, AgentVersion),
+}
+T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+CLOSED_PORT_URL = "postgresql://app:pw-not-shown@127.0.0.1:1/nowhere"
+
+
+async def _table_names(store: CompositeStore, domain: str) -> set[str]:
+    async with store.engine(domain).connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+async def test_two_domains_on_two_databases_write_to_two_databases(
+    backend: str, make_database: Callable[[str], Awaitable[str]]
+) -> None:
+    """Observability on its own database: spans land there, threads in the default one, and
+    each database holds only its own domains' tables."""
+    main_url, obs_url = await make_database(backend), await make_database(backend)
+    async with CompositeStore(main_url, {"observability": obs_url}) as store:
+        assert store.engine("memory") is not store.engine("observability")
+        async with store.session() as session, session.begin():
+            session.add(Thread(id="t1", resource_id="u1"))
+            session.add(Span(trace_id="tr", span_id="sp", name="root", started_at=T0))
+    # Look at each database directly, through composites that know only one URL each.
+    async with CompositeStore(main_url) as only_main, CompositeStore(obs_url) as only_obs:
+        main_tables = await _table_names(only_main, "memory")
+        assert "memory_threads" in main_tables
+        async with only_main.engine("memory").connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM memory_threads"))).scalar() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM spans"))).scalar() == 0
+        async with only_obs.engine("memory").connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM spans"))).scalar() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM memory_threads"))).scalar() == 0
+
+
+async def test_each_database_gets_only_its_domains_tables(
+    backend: str, make_database: Callable[[str], Awaitable[str]]
+) -> None:
+    main_url, obs_url = await make_database(backend), await make_database(backend)
+    async with CompositeStore(main_url, {"observability": obs_url}) as store:
+        assert "spans" not in await _table_names(store, "memory")
+        assert await _table_names(store, "observability") == {
+            "spans",
+            "alembic_version_observability",
+        }
+
+
+async def test_router_sends_each_model_to_its_domain(
+    backend: str, make_database: Callable[[str], Awaitable[str]]
+) -> None:
+    """Every model resolves to its own domain's engine; a select really runs there."""
+    urls = {d: await make_database(backend) for d in MODELS_BY_DOMAIN}
+    default_url = await make_database(backend)
+    async with CompositeStore(default_url, urls) as store, store.session() as session:
+        for domain, models in MODELS_BY_DOMAIN.items():
+            for model in models:
+                bind = session.get_bind(mapper=model.__mapper__)
+                assert bind is store.engine(domain).sync_engine, model
+                count = await session.scalar(select(func.count()).select_from(model))
+                assert count == 0
+        # text() has no mapped class: it goes to the default database.
+        assert session.get_bind() is store.sessionmaker.kw["bind"].sync_engine
+
+
+async def test_unconfigured_domains_fall_back_to_the_default(fresh_url: str) -> None:
+    async with CompositeStore(fresh_url) as store:
+        engines = {store.engine(d) for d in MODELS_BY_DOMAIN}
+        assert len(engines) == 1
+        assert all(info["is_default"] for info in store.describe().values())
+
+
+async def test_timestamps_keep_microseconds_and_utc(
+    store_at: Callable[..., CompositeStore],
+) -> None:
+    """Aware datetimes in any zone come back as the same instant, in UTC, to the microsecond."""
+    store = store_at()
+    await store.init()
+    plus_two = T0.astimezone(timezone(timedelta(hours=2)))
+    async with store.session() as session, session.begin():
+        session.add(Thread(id="t", resource_id="r", created_at=plus_two, updated_at=T0))
+    async with store.session() as session:
+        thread = (await session.execute(select(Thread))).scalar_one()
+    assert thread.created_at == T0 and thread.created_at.tzinfo is not None
+    assert thread.created_at.utcoffset() == timedelta(0)
+    assert thread.updated_at.microsecond == 123456
+
+
+async def test_json_columns_round_trip(store_at: Callable[..., CompositeStore]) -> None:
+    store = store_at()
+    await store.init()
+    doc = {"nested": {"list": [1, 2.5, "x", None, True]}, "unicode": "héllo ✓", "quote": "'\""}
+    async with store.session() as session, session.begin():
+        session.add(Thread(id="t", resource_id="r", metadata_=doc))
+    async with store.session() as session:
+        assert (await session.execute(select(Thread.metadata_))).scalar_one() == doc
+
+
+async def test_health_reports_a_down_domain_while_others_are_up(fresh_url: str) -> None:
+    store = CompositeStore(fresh_url, {"observability": CLOSED_PORT_URL}, connect_timeout=2)
+    try:
+        health = await asyncio.wait_for(store.health(), timeout=20)  # hang guard, not a speed test
+        assert health["observability"]["reachable"] is False
+        assert health["observability"]["error"]
+        assert "pw-not-shown" not in str(health)
+        for domain in ("memory", "workflows", "scores", "agents"):
+            assert health[domain] == {
+                "reachable": True,
+                "latency_ms": health[domain]["latency_ms"],
+                "error": None,
+            }
+    finally:
+        await store.close()
+
+
+async def test_init_with_a_down_domain_raises_domain_unavailable(fresh_url: str) -> None:
+    store = CompositeStore(fresh_url, {"observability": CLOSED_PORT_URL}, connect_timeout=2)
+    try:
+        with pytest.raises(DomainUnavailableError) as caught:
+            await asyncio.wait_for(store.init(), timeout=20)
+        assert caught.value.domain == "observability"
+        assert "***" in str(caught.value) and "pw-not-shown" not in str(caught.value)
+    finally:
+        await store.close()
+
+
+async def test_describe_and_close(fresh_url: str) -> None:
+    store = CompositeStore(fresh_url)
+    described = store.describe()
+    assert set(described) == set(MODELS_BY_DOMAIN)
+    assert {info["backend"] for info in described.values()} <= {"sqlite", "postgresql"}
+    await store.close()
+    await store.close()  # idempotent

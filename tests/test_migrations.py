@@ -1,0 +1,203 @@
+"""Per-domain Alembic histories: upgrade/downgrade, models == migrations, shared databases,
+concurrent init, and the CLI entry points (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from composite_store import DOMAINS, CompositeStore, SchemaOutOfDateError, schema
+from composite_store.registry import spec_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def _version_rows(conn: Connection) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for table in _tables(conn):
+        if table.startswith("alembic_version_"):
+            result = conn.exec_driver_sql(f"SELECT version_num FROM {table}")
+            rows[table.removeprefix("alembic_version_")] = [r[0] for r in result]
+    return rows
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+async def test_upgrade_downgrade_upgrade(domain: str, fresh_url: str) -> None:
+    """Each domain's history goes to head, back to base (its tables gone), and up again."""
+    store = CompositeStore(fresh_url, auto_migrate=False)
+    engine = store.engine(domain)
+    own_tables = set(spec_for(domain).base.metadata.tables)
+    try:
+        await schema.upgrade(engine, [domain])
+        async with engine.connect() as conn:
+            assert own_tables <= await conn.run_sync(_tables)
+        assert (await schema.current_revisions(engine, [domain]))[domain] == schema.head_revision(
+            domain
+        )
+
+        await schema.downgrade(engine, [domain], "base")
+        async with engine.connect() as conn:
+            assert not own_tables & await conn.run_sync(_tables)
+        assert (await schema.current_revisions(engine, [domain]))[domain] is None
+
+        await schema.upgrade(engine, [domain])
+        async with engine.connect() as conn:
+            assert own_tables <= await conn.run_sync(_tables)
+    finally:
+        await store.close()
+
+
+async def test_models_and_migrations_agree(fresh_url: str) -> None:
+    """Autogenerate finds nothing to do for any domain, with all five in one database (so each
+    domain also ignores the others' tables instead of proposing to drop them)."""
+    async with CompositeStore(fresh_url) as store:
+        engine = store.engine("memory")
+
+        def diffs(conn: Connection) -> dict[str, list[object]]:
+            found = {}
+            for domain in DOMAINS:
+                ctx = MigrationContext.configure(conn, opts=schema.context_options(conn, domain))
+                found[domain] = compare_metadata(ctx, spec_for(domain).base.metadata)
+            return found
+
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diffs) == {d: [] for d in DOMAINS}
+
+
+async def test_shared_database_keeps_one_version_row_per_domain(fresh_url: str) -> None:
+    """Domains sharing a database each keep their own version table; moving one domain's
+    history leaves the others untouched."""
+    async with CompositeStore(fresh_url) as store:
+        engine = store.engine("memory")
+        async with engine.connect() as conn:
+            rows = await conn.run_sync(_version_rows)
+        assert rows == {d: [schema.head_revision(d)] for d in DOMAINS}
+
+        await schema.downgrade(engine, ["memory"], "base")
+        async with engine.connect() as conn:
+            rows = await conn.run_sync(_version_rows)
+            tables = await conn.run_sync(_tables)
+        assert rows["memory"] == []
+        assert {d: rows[d] for d in DOMAINS if d != "memory"} == {
+            d: [schema.head_revision(d)] for d in DOMAINS if d != "memory"
+        }
+        assert "memory_threads" not in tables and "workflow_runs" in tables
+
+
+async def test_concurrent_init_in_one_process(fresh_url: str) -> None:
+    """Five composites (five pools) migrating one fresh database at once all succeed."""
+    stores = [CompositeStore(fresh_url) for _ in range(5)]
+    try:
+        await asyncio.gather(*(s.init() for s in stores))
+        revisions = await schema.current_revisions(stores[0].engine("memory"), list(DOMAINS))
+        assert revisions == {d: schema.head_revision(d) for d in DOMAINS}
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_concurrent_init_in_five_processes(fresh_url: str) -> None:
+    """Five processes calling init() on one fresh database all succeed."""
+    code = (
+        "import asyncio, sys\n"
+        "from composite_store import CompositeStore\n"
+        "async def main():\n"
+        "    async with CompositeStore(sys.argv[1]):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, fresh_url, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(5)
+    ]
+    results = await asyncio.gather(*(p.communicate() for p in procs))
+    failures = [err.decode() for p, (_, err) in zip(procs, results, strict=True) if p.returncode]
+    assert failures == []
+    async with CompositeStore(fresh_url, auto_migrate=False) as store:  # check passes
+        assert store.describe()["memory"]["backend"] in ("sqlite", "postgresql")
+
+
+async def test_check_only_mode_names_the_command(fresh_url: str) -> None:
+    """auto_migrate=False on an unmigrated database raises, naming the command to run."""
+    store = CompositeStore(fresh_url, auto_migrate=False)
+    try:
+        with pytest.raises(SchemaOutOfDateError, match="composite-store migrate --domain"):
+            await store.init()
+        async with store.engine("memory").connect() as conn:
+            assert "memory_threads" not in await conn.run_sync(_tables)  # nothing was created
+    finally:
+        await store.close()
+
+
+async def test_init_twice_is_cheap_and_safe(fresh_url: str) -> None:
+    async with CompositeStore(fresh_url) as store:
+        await store.init()
+    async with CompositeStore(fresh_url) as again:  # a second process's view: already at head
+        await again.init()
+
+
+def _cli_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_STORE_")}
+    env["COMPOSITE_STORE_URL"] = url
+    return env
+
+
+def test_alembic_command_line_per_domain(fresh_url: str) -> None:
+    """`alembic --name <domain> upgrade head` / `downgrade base` work from the repository."""
+    alembic = [sys.executable, "-m", "alembic"]
+    env = _cli_env(fresh_url)
+    for domain in DOMAINS:
+        up = subprocess.run(
+            [*alembic, "--name", domain, "upgrade", "head"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert up.returncode == 0, up.stderr
+    current = subprocess.run(
+        [*alembic, "--name", "agents", "current"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert schema.head_revision("agents") in current.stdout
+    down = subprocess.run(
+        [*alembic, "--name", "memory", "downgrade", "base"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert down.returncode == 0, down.stderr
+
+
+def test_cli_migrate_one_domain(fresh_url: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "composite_store", "migrate", "--domain", "workflows"],
+        env=_cli_env(fresh_url),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"workflows      at {schema.head_revision('workflows')}" in out.stdout
+    assert "memory" not in out.stdout
