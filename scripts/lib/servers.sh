@@ -1,0 +1,57 @@
+# Throwaway database servers for tests and benchmarks; source it, then call ensure_postgres /
+# ensure_clickhouse and `trap stop_servers EXIT`. Each ensure_* exports the admin URL the tests
+# read (COMPOSITE_STORE_TEST_POSTGRES / COMPOSITE_STORE_TEST_CLICKHOUSE) or returns 1 with
+# SKIP_REASON set. Servers started here listen on 127.0.0.1 only and keep data in a temp dir.
+
+SKIP_REASON=""
+_STOP_COMMANDS=()
+
+stop_servers() {
+  local cmd
+  for cmd in "${_STOP_COMMANDS[@]}"; do eval "$cmd" >/dev/null 2>&1 || true; done
+  _STOP_COMMANDS=()
+}
+
+_as_postgres() {  # initdb/pg_ctl refuse to run as root
+  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi
+}
+
+_pg_bin() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$found" ] && echo "$found"
+}
+
+ensure_postgres() {
+  if [ -n "${COMPOSITE_STORE_TEST_POSTGRES:-}" ]; then return 0; fi
+  # 1. a server already running on the usual port (trust auth, user postgres)
+  if command -v psql >/dev/null && psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    export COMPOSITE_STORE_TEST_POSTGRES="postgresql://postgres@127.0.0.1:5432/postgres"
+    return 0
+  fi
+  # 2. a throwaway cluster of our own
+  local bin dir port=54329
+  bin=$(_pg_bin || true)
+  if [ -z "$bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test: installing PostgreSQL (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >/dev/null 2>&1 || true
+    bin=$(_pg_bin || true)
+  fi
+  if [ -z "$bin" ]; then SKIP_REASON="no PostgreSQL server binaries (initdb) found"; return 1; fi
+  dir=$(mktemp -d /tmp/cs-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  if ! _as_postgres "'$bin/initdb' -D '$dir/data' -A trust -U postgres" >"$dir.log" 2>&1; then
+    SKIP_REASON="initdb failed (see $dir.log)"; return 1
+  fi
+  if ! _as_postgres "'$bin/pg_ctl' -D '$dir/data' -l '$dir/server.log' -w -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=off\" start" >>"$dir.log" 2>&1; then
+    SKIP_REASON="pg_ctl start failed (see $dir/server.log)"; return 1
+  fi
+  _STOP_COMMANDS+=("_as_postgres \"'$bin/pg_ctl' -D '$dir/data' -m fast -w stop\"; rm -rf '$dir' '$dir.log'")
+  export COMPOSITE_STORE_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
+ensure_clickhouse() {
+  if [ -n "${COMPOSITE_STORE_TEST_CLICKHOUSE:-}" ]; then return 0; fi
+  SKIP_REASON="ClickHouse support arrives with the observability domain"
+  return 1
+}
