@@ -42,7 +42,7 @@ def mask_url(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             return "<unparsable URL>"
     return url.render_as_string(hide_password=True)
 
@@ -87,7 +87,7 @@ def normalize_url(raw: str | URL, *, domain: str, source: str) -> tuple[URL, str
             raise fail("the URL is empty")
         try:
             url = make_url(raw.strip())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a non-numeric port
             raise fail("the URL cannot be parsed") from None
     else:
         url = raw

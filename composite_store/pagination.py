@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from composite_store.domains.base import M, hydrate
 from composite_store.errors import ValidationError
 
 T = TypeVar("T")
@@ -47,3 +49,25 @@ def paginate(stmt: Select[Any], page: int, per_page: int | None) -> Select[Any]:
 def make_page(items: Sequence[T], total: int, page: int, per_page: int | None) -> Page[T]:
     shown_until = total if per_page is None else (page + 1) * per_page
     return Page(list(items), total, page, per_page, has_more=shown_until < total)
+
+
+async def fetch_page(
+    conn: AsyncConnection, model: type[M], stmt: Select[Any], page: int, per_page: int | None
+) -> Page[M]:
+    """Run ``stmt`` (filtered and ordered, not yet paginated) for one page of ``model``."""
+    rows = (await conn.execute(paginate(stmt, page, per_page))).all()
+    total = await count_total(conn, stmt, page, per_page, len(rows))
+    return make_page([hydrate(model, row) for row in rows], total, page, per_page)
+
+
+async def count_total(
+    conn: AsyncConnection, stmt: Select[Any], page: int, per_page: int | None, page_size: int
+) -> int:
+    """The size of ``stmt``'s whole result. The page tells it when it holds every row or is
+    short (everything before it was full); only otherwise do we run a COUNT."""
+    if per_page is None or (page == 0 and page_size < per_page):
+        return page_size
+    if 0 < page_size < per_page:
+        return page * per_page + page_size
+    count = select(func.count()).select_from(stmt.order_by(None).subquery())
+    return int((await conn.execute(count)).scalar_one())

@@ -1,9 +1,492 @@
-"""The memory domain's async store."""
+"""The memory domain's async store: threads, messages and working memory.
+
+It sits on the user's critical path, so each call is as few statements as its semantics allow:
+a batch of messages is one multi-row upsert, a page with its include windows is one SELECT,
+and the total is counted only when it cannot be known otherwise.
+"""
 
 from __future__ import annotations
 
-from composite_store.domains.base import DomainStore
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    literal,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from composite_store import validation as v
+from composite_store.dialects import json_matches, upsert
+from composite_store.domains.base import (
+    DomainStore,
+    M,
+    hydrate,
+    model_columns,
+    row_values,
+    table_of,
+)
+from composite_store.domains.memory.models import Message, Resource, Thread
+from composite_store.errors import NotFoundError, ValidationError
+from composite_store.pagination import (
+    Page,
+    check_page,
+    count_total,
+    fetch_page,
+    make_page,
+    paginate,
+)
+from composite_store.sqltypes import utcnow
+
+threads = table_of(Thread)
+messages = table_of(Message)
+resources = table_of(Resource)
+
+THREAD_ORDER_FIELDS = ("created_at", "updated_at")
+MESSAGE_UPDATE_FIELDS = ("thread_id", "resource_id", "role", "type", "content", "created_at")
+# Batches are split so that no statement exceeds the drivers' bind-parameter limits.
+MAX_ROWS_PER_STATEMENT = 1000
+IN_PAGE = "_in_page"  # marks page rows apart from include-window rows in one result
+
+
+@dataclass(frozen=True)
+class Include:
+    """Ask ``list_messages`` for message ``id`` with ``previous``/``next`` neighbours in its
+    own thread, whatever the page."""
+
+    id: str
+    previous: int = 0
+    next: int = 0
 
 
 class MemoryStore(DomainStore):
     domain = "memory"
+
+    # -- threads --------------------------------------------------------------------------
+    async def save_thread(self, thread: Thread) -> Thread:
+        """Insert or replace a thread by id (``created_at`` of an existing one is kept)."""
+        row = _thread_row(thread)
+        stmt = upsert(
+            self.dialect,
+            threads,
+            [row],
+            key=["id"],
+            update=["resource_id", "title", "metadata", "updated_at"],
+        ).returning(*model_columns(Thread))
+        async with self._transaction(write=True) as conn:
+            stored = (await conn.execute(stmt)).one()
+        return hydrate(Thread, stored)
+
+    async def get_thread(self, thread_id: str) -> Thread | None:
+        v.require_id(thread_id, "thread_id")
+        async with self._transaction() as conn:
+            return await _get(conn, Thread, threads.c.id == thread_id)
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Thread:
+        """Set the title and/or merge ``metadata`` into the thread's; bumps ``updated_at``."""
+        v.require_id(thread_id, "thread_id")
+        v.optional_text(title, "title")
+        v.optional_json(metadata, "metadata")
+        async with self._transaction(write=True) as conn:
+            current = await _get(conn, Thread, threads.c.id == thread_id, for_update=True)
+            if current is None:
+                raise NotFoundError(f"thread {thread_id!r} does not exist")
+            values: dict[str, Any] = {"updated_at": utcnow()}
+            if title is not None:
+                values["title"] = title
+            if metadata is not None:
+                values["metadata"] = {**current.metadata_, **metadata}
+            stmt = (
+                update(threads)
+                .where(threads.c.id == thread_id)
+                .values(values)
+                .returning(*model_columns(Thread))
+            )
+            return hydrate(Thread, (await conn.execute(stmt)).one())
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread and its messages; deleting a missing thread does nothing."""
+        v.require_id(thread_id, "thread_id")
+        async with self._transaction(write=True) as conn:
+            await conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+            await conn.execute(delete(threads).where(threads.c.id == thread_id))
+
+    async def list_threads(
+        self,
+        *,
+        resource_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        page: int = 0,
+        per_page: int | None = 100,
+        order_by: str = "created_at",
+        descending: bool = True,
+    ) -> Page[Thread]:
+        v.optional_id(resource_id, "resource_id")
+        filters = v.metadata_filter(metadata)
+        check_page(page, per_page)
+        v.require_choice(order_by, "order_by", THREAD_ORDER_FIELDS)
+        where: list[ColumnElement[bool]] = []
+        if resource_id is not None:
+            where.append(threads.c.resource_id == resource_id)
+        if filters:
+            where.append(json_matches(self.dialect, threads.c.metadata, filters))
+        column = threads.c[order_by]
+        order = (column.desc(), threads.c.id.desc()) if descending else (column, threads.c.id)
+        stmt = select(*model_columns(Thread)).where(*where).order_by(*order)
+        async with self._transaction() as conn:
+            return await fetch_page(conn, Thread, stmt, page, per_page)
+
+    # -- messages -------------------------------------------------------------------------
+    async def save_messages(self, messages_: Sequence[Message]) -> list[Message]:
+        """Insert or replace messages by id, all or none. A message whose ``thread_id``
+        changed moves to that thread. Bumps the ``updated_at`` of every thread written to."""
+        if isinstance(messages_, Message) or not isinstance(messages_, Iterable):
+            raise ValidationError("save_messages takes a list of Message objects")
+        rows = _dedupe_last_wins([_message_row(m, i) for i, m in enumerate(messages_)])
+        if not rows:
+            return []
+        thread_ids = sorted({row["thread_id"] for row in rows})
+        now = utcnow()
+        async with self._transaction(write=True) as conn:
+            await _require_threads(conn, thread_ids)
+            stored_at: dict[str, datetime] = {}
+            for chunk in _chunks(rows):
+                stmt = upsert(
+                    self.dialect,
+                    messages,
+                    chunk,
+                    key=["id"],
+                    update=["thread_id", "resource_id", "role", "type", "content"],
+                ).returning(messages.c.id, messages.c.created_at)
+                stored_at.update((await conn.execute(stmt)).tuples().all())
+            await _touch_threads(conn, thread_ids, now)
+        result = []
+        for message in messages_:  # the caller's objects, completed as stored
+            message.created_at = stored_at[message.id]
+            result.append(message)
+        return result
+
+    async def list_messages(
+        self,
+        thread_id: str,
+        *,
+        resource_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page: int = 0,
+        per_page: int | None = 40,
+        descending: bool = False,
+        include: Sequence[Include] = (),
+    ) -> Page[Message]:
+        """A page of a thread's messages, ordered by ``created_at`` (ties by id), united with
+        each ``Include``'s message and neighbours. ``total`` counts the filtered thread."""
+        v.require_id(thread_id, "thread_id")
+        v.optional_id(resource_id, "resource_id")
+        first, last = v.check_range(start, end)
+        check_page(page, per_page)
+        includes = _check_includes(include)
+        where = [messages.c.thread_id == thread_id]
+        if resource_id is not None:
+            where.append(messages.c.resource_id == resource_id)
+        if first is not None:
+            where.append(messages.c.created_at >= first)
+        if last is not None:
+            where.append(messages.c.created_at <= last)
+        order = (
+            (messages.c.created_at.desc(), messages.c.id.desc())
+            if descending
+            else (messages.c.created_at, messages.c.id)
+        )
+        columns = model_columns(Message)
+        filtered = select(*columns, literal(True).label(IN_PAGE)).where(*where).order_by(*order)
+        page_stmt = paginate(filtered, page, per_page)
+        windows = [w for inc in includes for w in _include_windows(inc)]
+        stmt = _union([page_stmt, *windows]) if windows else page_stmt
+        async with self._transaction() as conn:
+            rows = (await conn.execute(stmt)).all()
+            page_size = sum(1 for row in rows if row._mapping[IN_PAGE])
+            total = await count_total(conn, filtered, page, per_page, page_size)
+        found = {row.id: hydrate(Message, row) for row in rows}
+        items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
+        return make_page(items, total, page, per_page)
+
+    async def get_messages(self, ids: Sequence[str]) -> list[Message]:
+        """The messages with these ids that exist, ordered by ``created_at`` (ties by id)."""
+        wanted = v.require_ids(ids, "ids")
+        if not wanted:
+            return []
+        stmt = (
+            select(*model_columns(Message))
+            .where(messages.c.id.in_(wanted))
+            .order_by(messages.c.created_at, messages.c.id)
+        )
+        async with self._transaction() as conn:
+            return [hydrate(Message, row) for row in await conn.execute(stmt)]
+
+    async def update_messages(self, updates: Sequence[Mapping[str, Any]]) -> list[Message]:
+        """Partial updates ``{"id": ..., field: value}``; ``content`` is merged into the stored
+        content, its ``metadata`` deep-merged. Unknown ids are ignored."""
+        checked = [_check_message_update(u, i) for i, u in enumerate(updates)]
+        if not checked:
+            return []
+        by_id = {u["id"]: u for u in checked}
+        async with self._transaction(write=True) as conn:
+            stmt = (
+                select(*model_columns(Message))
+                .where(messages.c.id.in_(list(by_id)))
+                .with_for_update()
+            )
+            current = [hydrate(Message, row) for row in await conn.execute(stmt)]
+            targets = sorted({u["thread_id"] for u in checked if "thread_id" in u})
+            await _require_threads(conn, targets)
+            touched: set[str] = set()
+            params = []
+            for message in current:
+                change = by_id[message.id]
+                touched.add(message.thread_id)
+                for field in MESSAGE_UPDATE_FIELDS:
+                    if field in change and field != "content":
+                        setattr(message, field, change[field])
+                if "content" in change:
+                    message.content = _merge_content(message.content, change["content"])
+                touched.add(message.thread_id)
+                values = row_values(message)
+                values["b_id"] = values.pop("id")
+                params.append(values)
+            if params:
+                by_bound_id = update(messages).where(messages.c.id == bindparam("b_id"))
+                await conn.execute(by_bound_id, params)
+            await _touch_threads(conn, sorted(touched), utcnow())
+        return sorted(current, key=lambda m: (m.created_at, m.id))
+
+    async def delete_messages(self, ids: Sequence[str]) -> None:
+        """Delete messages by id (missing ids are ignored); bumps their threads' ``updated_at``."""
+        wanted = v.require_ids(ids, "ids")
+        if not wanted:
+            return
+        async with self._transaction(write=True) as conn:
+            stmt = delete(messages).where(messages.c.id.in_(wanted)).returning(messages.c.thread_id)
+            thread_ids = sorted(set((await conn.execute(stmt)).scalars()))
+            await _touch_threads(conn, thread_ids, utcnow())
+
+    # -- resources ------------------------------------------------------------------------
+    async def get_resource(self, resource_id: str) -> Resource | None:
+        v.require_id(resource_id, "resource_id")
+        async with self._transaction() as conn:
+            return await _get(conn, Resource, resources.c.id == resource_id)
+
+    async def save_resource(self, resource: Resource) -> Resource:
+        """Insert or replace a resource by id (``created_at`` of an existing one is kept)."""
+        row = _resource_row(resource)
+        stmt = upsert(
+            self.dialect,
+            resources,
+            [row],
+            key=["id"],
+            update=["working_memory", "metadata", "updated_at"],
+        ).returning(*model_columns(Resource))
+        async with self._transaction(write=True) as conn:
+            return hydrate(Resource, (await conn.execute(stmt)).one())
+
+    async def update_resource(
+        self,
+        resource_id: str,
+        *,
+        working_memory: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Resource:
+        """Set working memory and/or merge metadata; creates the resource if it is missing."""
+        v.require_id(resource_id, "resource_id")
+        v.optional_text(working_memory, "working_memory")
+        v.optional_json(metadata, "metadata")
+        async with self._transaction(write=True) as conn:
+            current = await _get(conn, Resource, resources.c.id == resource_id, for_update=True)
+            now = utcnow()
+            if current is None:
+                current = Resource(id=resource_id, created_at=now)
+            if working_memory is not None:
+                current.working_memory = working_memory
+            if metadata is not None:
+                current.metadata_ = {**current.metadata_, **metadata}
+            current.updated_at = now
+            stmt = upsert(
+                self.dialect,
+                resources,
+                [row_values(current)],
+                key=["id"],
+                update=["working_memory", "metadata", "updated_at"],
+            ).returning(*model_columns(Resource))
+            return hydrate(Resource, (await conn.execute(stmt)).one())
+
+
+# -- statements ---------------------------------------------------------------------------
+async def _get(
+    conn: AsyncConnection, model: type[M], where: ColumnElement[bool], *, for_update: bool = False
+) -> M | None:
+    stmt = select(*model_columns(model)).where(where)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else hydrate(model, row)
+
+
+async def _require_threads(conn: AsyncConnection, thread_ids: Sequence[str]) -> None:
+    if not thread_ids:
+        return
+    stmt = select(threads.c.id).where(threads.c.id.in_(thread_ids))
+    found = set((await conn.execute(stmt)).scalars())
+    missing = [t for t in thread_ids if t not in found]
+    if missing:
+        raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
+
+
+async def _touch_threads(conn: AsyncConnection, thread_ids: Sequence[str], now: datetime) -> None:
+    if thread_ids:
+        await conn.execute(
+            update(threads).where(threads.c.id.in_(thread_ids)).values(updated_at=now)
+        )
+
+
+def _include_windows(include: Include) -> list[Select[Any]]:
+    """The included message and its neighbours, each window an index range scan on
+    ``(thread_id, created_at)`` anchored at the message's own position."""
+    anchor = (
+        select(messages.c.thread_id, messages.c.created_at, messages.c.id)
+        .where(messages.c.id == include.id)
+        .subquery()
+    )
+    cols = [*model_columns(Message), literal(False).label(IN_PAGE)]
+    base = select(*cols).where(messages.c.thread_id == anchor.c.thread_id)
+    position = tuple_(messages.c.created_at, messages.c.id)
+    anchor_position = tuple_(anchor.c.created_at, anchor.c.id)
+    windows = [select(*cols).where(messages.c.id == include.id)]
+    if include.previous:
+        windows.append(
+            base.where(position < anchor_position)
+            .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+            .limit(include.previous)
+        )
+    if include.next:
+        windows.append(
+            base.where(position > anchor_position)
+            .order_by(messages.c.created_at, messages.c.id)
+            .limit(include.next)
+        )
+    return windows
+
+
+def _union(parts: list[Select[Any]]) -> Select[Any]:
+    """UNION ALL of selects that may carry their own ORDER BY/LIMIT (wrapped as subqueries)."""
+    wrapped = [select(*part.subquery().c) for part in parts]
+    return select(*union_all(*wrapped).subquery().c)
+
+
+# -- input ----------------------------------------------------------------------------------
+def _thread_row(thread: object) -> dict[str, Any]:
+    if not isinstance(thread, Thread):
+        raise ValidationError(f"expected a Thread, got {type(thread).__name__}")
+    v.require_id(thread.id, "thread.id")
+    v.require_id(thread.resource_id, "thread.resource_id")
+    v.optional_text(thread.title, "thread.title")
+    v.require_json(thread.metadata_, "thread.metadata")
+    v.require_datetime(thread.created_at, "thread.created_at")
+    v.require_datetime(thread.updated_at, "thread.updated_at")
+    return row_values(thread)
+
+
+def _message_row(message: object, index: int) -> dict[str, Any]:
+    where = f"messages[{index}]"
+    if not isinstance(message, Message):
+        raise ValidationError(f"{where}: expected a Message, got {type(message).__name__}")
+    v.require_id(message.id, f"{where}.id")
+    v.require_id(message.thread_id, f"{where}.thread_id")
+    v.optional_id(message.resource_id, f"{where}.resource_id")
+    v.require_id(message.role, f"{where}.role")
+    v.require_id(message.type, f"{where}.type")
+    v.require_json(message.content, f"{where}.content")
+    v.require_datetime(message.created_at, f"{where}.created_at")
+    return row_values(message)
+
+
+def _resource_row(resource: object) -> dict[str, Any]:
+    if not isinstance(resource, Resource):
+        raise ValidationError(f"expected a Resource, got {type(resource).__name__}")
+    v.require_id(resource.id, "resource.id")
+    v.optional_text(resource.working_memory, "resource.working_memory")
+    v.require_json(resource.metadata_, "resource.metadata")
+    v.require_datetime(resource.created_at, "resource.created_at")
+    v.require_datetime(resource.updated_at, "resource.updated_at")
+    return row_values(resource)
+
+
+def _check_includes(include: Sequence[Include]) -> list[Include]:
+    checked = []
+    for i, inc in enumerate(include):
+        if not isinstance(inc, Include):
+            raise ValidationError(f"include[{i}] must be an Include, got {type(inc).__name__}")
+        v.require_id(inc.id, f"include[{i}].id")
+        v.require_int(inc.previous, f"include[{i}].previous", minimum=0)
+        v.require_int(inc.next, f"include[{i}].next", minimum=0)
+        checked.append(inc)
+    return checked
+
+
+def _check_message_update(change: Mapping[str, Any], index: int) -> dict[str, Any]:
+    where = f"updates[{index}]"
+    if not isinstance(change, Mapping):
+        raise ValidationError(f"{where} must be a dict with an 'id'")
+    v.require_id(change.get("id"), f"{where}.id")
+    v.reject_unknown({k: 1 for k in change if k != "id"}, MESSAGE_UPDATE_FIELDS, where)
+    for field in ("thread_id", "role", "type"):
+        if field in change:
+            v.require_id(change[field], f"{where}.{field}")
+    if "resource_id" in change:
+        v.optional_id(change["resource_id"], f"{where}.resource_id")
+    if "content" in change:
+        v.require_json(change["content"], f"{where}.content")
+    if "created_at" in change:
+        v.require_datetime(change["created_at"], f"{where}.created_at")
+    return dict(change)
+
+
+def _merge_content(stored: dict[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**stored, **change}
+    if isinstance(stored.get("metadata"), dict) and isinstance(change.get("metadata"), dict):
+        merged["metadata"] = deep_merge(stored["metadata"], change["metadata"])
+    return merged
+
+
+def deep_merge(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """``change`` merged into ``base``: nested dicts merge, anything else replaces."""
+    merged = dict(base)
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _dedupe_last_wins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per id (an upsert may not touch a row twice in one statement)."""
+    return list({row["id"]: row for row in rows}.values())
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+        yield rows[start : start + MAX_ROWS_PER_STATEMENT]

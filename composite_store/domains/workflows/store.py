@@ -1,9 +1,180 @@
-"""The workflows domain's async store."""
+"""The workflows domain's async store: one JSON snapshot per run, versioned.
+
+Every persist is a single statement: an upsert that bumps ``version`` (unconditional), or a
+conditional UPDATE/INSERT (compare-and-set with ``expected_version``), so that two writers of
+one run can never both win.
+"""
 
 from __future__ import annotations
 
-from composite_store.domains.base import DomainStore
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+
+from composite_store import validation as v
+from composite_store.dialects import upsert
+from composite_store.domains.base import DomainStore, hydrate, model_columns, table_of
+from composite_store.domains.workflows.models import WorkflowRun
+from composite_store.errors import ConflictError
+from composite_store.pagination import Page, check_page, fetch_page
+from composite_store.sqltypes import utcnow
+
+runs = table_of(WorkflowRun)
+# What a persist returns besides what the caller already holds (the snapshot is not re-read).
+_PERSISTED = (runs.c.resource_id, runs.c.version, runs.c.created_at, runs.c.updated_at)
 
 
 class WorkflowsStore(DomainStore):
     domain = "workflows"
+
+    async def persist_snapshot(
+        self,
+        workflow_name: str,
+        run_id: str,
+        snapshot: Mapping[str, Any],
+        *,
+        resource_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> WorkflowRun:
+        """Store the run's snapshot; every persist bumps ``version`` (a new run gets 1).
+
+        ``expected_version`` makes it a compare-and-set: ``0`` means "the run must not exist
+        yet", ``n`` means "the stored version must still be n"; otherwise ``ConflictError``.
+        """
+        v.require_id(workflow_name, "workflow_name")
+        v.require_id(run_id, "run_id")
+        v.require_json(snapshot, "snapshot")
+        v.optional_id(resource_id, "resource_id")
+        if expected_version is not None:
+            v.require_int(expected_version, "expected_version", minimum=0)
+        status = snapshot.get("status")
+        status = status if isinstance(status, str) else None
+        now = utcnow()
+        document = dict(snapshot)
+        row: dict[str, Any] = {
+            "workflow_name": workflow_name,
+            "run_id": run_id,
+            "snapshot": document,
+            "resource_id": resource_id,
+            "status": status,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        key = and_(runs.c.workflow_name == workflow_name, runs.c.run_id == run_id)
+        if expected_version is None:
+            stmt: Any = upsert(
+                self.dialect,
+                runs,
+                [row],
+                key=["workflow_name", "run_id"],
+                update=["snapshot", "status", "updated_at"],
+                overrides={
+                    "version": lambda table, _: table.c.version + 1,
+                    # a persist without resource_id keeps the one the run has
+                    "resource_id": lambda table, new: _coalesce(new.resource_id, table),
+                },
+            )
+        elif expected_version == 0:
+            stmt = upsert(self.dialect, runs, [row], key=["workflow_name", "run_id"])
+        else:
+            values = {k: row[k] for k in ("snapshot", "status", "updated_at")}
+            if resource_id is not None:
+                values["resource_id"] = resource_id
+            stmt = (
+                update(runs)
+                .where(key, runs.c.version == expected_version)
+                .values(**values, version=runs.c.version + 1)
+            )
+        async with self._transaction(write=True) as conn:
+            stored = (await conn.execute(stmt.returning(*_PERSISTED))).first()
+            if stored is None:
+                current = await conn.scalar(select(runs.c.version).where(key))
+                raise ConflictError(
+                    f"run {workflow_name}/{run_id}: expected version {expected_version}, "
+                    f"found {'no run' if current is None else current}"
+                )
+        return WorkflowRun(
+            workflow_name=workflow_name,
+            run_id=run_id,
+            snapshot=document,
+            status=status,
+            resource_id=stored.resource_id,
+            version=stored.version,
+            created_at=stored.created_at,
+            updated_at=stored.updated_at,
+        )
+
+    async def load_snapshot(self, workflow_name: str, run_id: str) -> dict[str, Any] | None:
+        v.require_id(workflow_name, "workflow_name")
+        v.require_id(run_id, "run_id")
+        stmt = select(runs.c.snapshot).where(
+            runs.c.workflow_name == workflow_name, runs.c.run_id == run_id
+        )
+        async with self._transaction() as conn:
+            found: dict[str, Any] | None = await conn.scalar(stmt)
+        return found
+
+    async def get_run(self, run_id: str, workflow_name: str | None = None) -> WorkflowRun | None:
+        """A run by id; without ``workflow_name``, the newest run with that id."""
+        v.require_id(run_id, "run_id")
+        v.optional_id(workflow_name, "workflow_name")
+        stmt = select(*model_columns(WorkflowRun)).where(runs.c.run_id == run_id)
+        if workflow_name is not None:
+            stmt = stmt.where(runs.c.workflow_name == workflow_name)
+        stmt = stmt.order_by(runs.c.created_at.desc()).limit(1)
+        async with self._transaction() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else hydrate(WorkflowRun, row)
+
+    async def list_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        resource_id: str | None = None,
+        status: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page: int = 0,
+        per_page: int | None = 100,
+    ) -> Page[WorkflowRun]:
+        """Runs, newest first (by ``created_at``), filtered by any combination of arguments."""
+        v.optional_id(workflow_name, "workflow_name")
+        v.optional_id(resource_id, "resource_id")
+        v.optional_id(status, "status")
+        first, last = v.check_range(start, end)
+        check_page(page, per_page)
+        where: list[ColumnElement[bool]] = []
+        for column, value in (
+            (runs.c.workflow_name, workflow_name),
+            (runs.c.resource_id, resource_id),
+            (runs.c.status, status),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if first is not None:
+            where.append(runs.c.created_at >= first)
+        if last is not None:
+            where.append(runs.c.created_at <= last)
+        stmt = (
+            select(*model_columns(WorkflowRun))
+            .where(*where)
+            .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+        )
+        async with self._transaction() as conn:
+            return await fetch_page(conn, WorkflowRun, stmt, page, per_page)
+
+    async def delete_run(self, workflow_name: str, run_id: str) -> None:
+        """Delete a run; deleting a missing run does nothing."""
+        v.require_id(workflow_name, "workflow_name")
+        v.require_id(run_id, "run_id")
+        async with self._transaction(write=True) as conn:
+            await conn.execute(
+                delete(runs).where(runs.c.workflow_name == workflow_name, runs.c.run_id == run_id)
+            )
+
+
+def _coalesce(new_value: Any, table: Any) -> Any:
+    return func.coalesce(new_value, table.c.resource_id)

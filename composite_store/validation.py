@@ -1,0 +1,128 @@
+"""Argument checks shared by every store. They run before anything is written, and raise
+``ValidationError`` naming the argument, so bad input never reaches the database."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from composite_store.errors import ValidationError
+
+MAX_ID_LENGTH = 1024
+
+
+def require_id(value: object, name: str) -> str:
+    """A non-blank string without NUL bytes (PostgreSQL text cannot hold them)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{name} must be a non-empty string, got {_show(value)}")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL bytes")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValidationError(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def optional_id(value: object, name: str) -> str | None:
+    return None if value is None else require_id(value, name)
+
+
+def require_ids(values: Iterable[object], name: str) -> list[str]:
+    if isinstance(values, str | bytes):
+        raise ValidationError(f"{name} must be a list of ids, not a single string")
+    return [require_id(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def optional_text(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string or None, got {_show(value)}")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL bytes")
+    return value
+
+
+def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
+    """A JSON document (a dict unless ``dict_only=False``) that every backend can store."""
+    if dict_only and not isinstance(value, dict):
+        raise ValidationError(f"{name} must be a dict, got {_show(value)}")
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
+    return value
+
+
+def optional_json(value: object, name: str, *, dict_only: bool = True) -> Any:
+    return None if value is None else require_json(value, name, dict_only=dict_only)
+
+
+def metadata_filter(value: object, name: str = "metadata") -> dict[str, Any] | None:
+    """A filter on top-level metadata keys: ``{"key": json_value, ...}``."""
+    if value is None:
+        return None
+    filters = require_json(value, name)
+    for key in filters:
+        if not key or '"' in key:
+            raise ValidationError(f"{name} filter keys must be non-empty and hold no '\"'")
+    return dict(filters)
+
+
+def require_datetime(value: object, name: str) -> datetime:
+    """An aware datetime (naive ones are ambiguous: we refuse to guess their zone)."""
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{name} must be a datetime, got {_show(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
+    return value
+
+
+def optional_datetime(value: object, name: str) -> datetime | None:
+    return None if value is None else require_datetime(value, name)
+
+
+def require_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    allowed = tuple(choices)
+    if value not in allowed:
+        raise ValidationError(f"{name} must be one of {', '.join(allowed)}; got {_show(value)}")
+    return str(value)
+
+
+def require_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name} must be a number, got {_show(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValidationError(f"{name} must be finite, got {number}")
+    return number
+
+
+def require_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an integer, got {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_range(start: object, end: object) -> tuple[datetime | None, datetime | None]:
+    first, last = optional_datetime(start, "start"), optional_datetime(end, "end")
+    if first and last and last < first:
+        raise ValidationError("end is before start")
+    return first, last
+
+
+def reject_unknown(fields: Mapping[str, object], allowed: Iterable[str], what: str) -> None:
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValidationError(f"{what}: unknown field(s) {', '.join(unknown)}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
