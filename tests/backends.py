@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -99,3 +100,43 @@ async def drop_database(name: str, admin_url: str, url: str) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+# -- migrated templates: each conformance test gets its own copy of a database at head -------
+_templates: dict[str, str] = {}
+
+
+async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
+    """A fresh database already at head: a copy of a template migrated once per session."""
+    from composite_store import CompositeStore
+
+    admin = availability(name).url
+    if name not in _templates:
+        template = await create_database(name, admin, tmp_path.parent, f"cs_tmpl_{db_name}")
+        store = CompositeStore(template)
+        try:
+            await store.init()
+        finally:
+            await store.close()
+        _templates[name] = template
+    template = _templates[name]
+    if name == "sqlite":
+        source = Path(make_url(template).database or "")
+        target = tmp_path / f"{db_name}.db"
+        shutil.copyfile(source, target)
+        return f"sqlite:///{target}"
+    if name == "postgresql":
+        conn = await asyncpg.connect(_pg_dsn(admin), timeout=10)
+        try:
+            template_db = make_url(template).database
+            await conn.execute(f'CREATE DATABASE "{db_name}" TEMPLATE "{template_db}"')
+        finally:
+            await conn.close()
+        return make_url(admin).set(database=db_name).render_as_string(hide_password=False)
+    raise NotImplementedError(name)
+
+
+def drop_templates() -> None:
+    for name, url in list(_templates.items()):
+        asyncio.run(drop_database(name, availability(name).url, url))
+    _templates.clear()

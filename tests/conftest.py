@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"required backends unavailable: {reasons}")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    backends.drop_templates()
+
+
 def use_backend(name: str) -> str:
     """Skip (or, if required, fail) unless ``name`` can be tested here; returns its admin URL."""
     state = backends.availability(name)
@@ -102,3 +106,16 @@ async def store_at(fresh_url: str) -> AsyncIterator[Callable[..., CompositeStore
 
     yield make
     await asyncio.gather(*(s.close() for s in stores))
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[CompositeStore]:
+    """A composite with every domain in one fresh database at head (a template copy)."""
+    use_backend(backend)
+    db_name = f"cs_{uuid.uuid4().hex[:12]}"
+    url = await backends.migrated_copy(backend, tmp_path, db_name)
+    composite = CompositeStore(url)
+    await composite.init()
+    yield composite
+    await composite.close()
+    await backends.drop_database(backend, backends.availability(backend).url, url)
