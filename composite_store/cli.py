@@ -73,9 +73,36 @@ async def _run(args: argparse.Namespace) -> int:
             return await _status(store)
         if args.command == "migrate":
             return await _migrate(store, args.domain)
+        if args.command == "bench":
+            return await _bench(store, args)
     finally:
         await store.close()
     return 2
+
+
+async def _bench(store: CompositeStore, args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from composite_store.benchmark import Sizes, ratio_table, run_bench
+
+    sizes = Sizes().scaled(args.scale) if args.scale != 1.0 else Sizes()
+    with tempfile.TemporaryDirectory() as scratch:
+        ours, floor = await run_bench(store, sizes=sizes, rounds=args.rounds, scratch=Path(scratch))
+    if args.json:
+        for result in (ours, floor):
+            print(json.dumps(result.as_json()))
+        return 0
+    where = store.config["memory"].masked_url
+    print(
+        f"AW-1 on {ours.backend} ({where}), {args.rounds} round(s), medians; ratio = "
+        f"store/floor p50 (throughput: floor/store)"
+    )
+    if args.scale != 1.0:
+        print(f"scaled by {args.scale}: figures are not comparable with full runs")
+    print("\n".join(ratio_table(ours, floor)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring domains to the head revision")
     migrate.add_argument("--domain", choices=DOMAINS, help="only this domain")
     sub.add_parser("demo", help="a simulated agent conversation on the embedded default")
+    bench = sub.add_parser("bench", help="the AW-1 agent-turn workload vs a raw-driver floor")
+    bench.add_argument("--json", action="store_true", help="one JSON object per system")
+    bench.add_argument("--rounds", type=int, default=1, help="alternate store/floor N times")
+    bench.add_argument("--scale", type=float, default=1.0, help="shrink the workload (smoke runs)")
     return parser
 
 

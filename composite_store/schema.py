@@ -27,17 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from composite_store.engines import WRITE_TRANSACTION
 from composite_store.errors import SchemaOutOfDateError
 from composite_store.registry import spec_for
+from composite_store.resources import shipped_folder
 
 _LOCK_KEY = zlib.crc32(b"composite_store.migrations")  # one advisory lock per database
 
 
 def migrations_dir() -> Path:
     """The Alembic scripts: inside the installed wheel, else the source checkout's folder."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_migrations", here.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise FileNotFoundError("the composite-store migrations folder is missing")
+    return shipped_folder("migrations", "env.py")
 
 
 def version_table(domain: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from composite_store.engines import WRITE_TRANSACTION
+from composite_store.engines import WRITE_TRANSACTION, for_reads
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
 
 M = TypeVar("M")
@@ -115,9 +115,7 @@ class DomainStore:
     def __init__(self, engine: AsyncEngine, *, masked_url: str) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
-        # Reads run outside an explicit transaction: under READ COMMITTED each statement has
-        # its own snapshot anyway, and BEGIN/COMMIT would double the round trips of a read.
-        self._read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_engine = for_reads(engine)
         self.masked_url = masked_url
 
     @property

@@ -1,0 +1,248 @@
+"""Raw-driver floors for AW-1: the least code that does each step's work, straight on the
+driver (asyncpg for PostgreSQL, the sqlite3 module for SQLite), on tables equivalent to
+composite-store's (same columns, types and indexes) in tables of their own.
+
+Each step does the same logical work as the store: a batch of messages is one multi-row
+upsert plus the thread's updated_at in one transaction; a page returns decoded rows; a
+snapshot persist is one upsert that bumps the version; a load decodes the JSON. What the
+floor skips is what makes a library a library: argument checks, model objects, the total
+count of a page, error translation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS floor_threads (id text PRIMARY KEY, updated_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS floor_messages (
+    id text PRIMARY KEY, thread_id text NOT NULL REFERENCES floor_threads(id) ON DELETE CASCADE,
+    role text NOT NULL, content jsonb NOT NULL, resource_id text, type text NOT NULL,
+    created_at timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_floor_messages ON floor_messages (thread_id, created_at);
+CREATE TABLE IF NOT EXISTS floor_runs (
+    workflow_name text, run_id text, snapshot jsonb NOT NULL, resource_id text, status text,
+    version integer NOT NULL, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+    PRIMARY KEY (workflow_name, run_id));
+"""
+PG_DROP = "DROP TABLE IF EXISTS floor_messages, floor_threads, floor_runs"
+
+COLUMNS = "id, thread_id, role, content, resource_id, type, created_at"
+
+
+def _upsert_messages_sql(rows: int, placeholder: Any) -> str:
+    values = ", ".join(
+        "(" + ", ".join(placeholder(r * 7 + c) for c in range(7)) + ")" for r in range(rows)
+    )
+    return (
+        f"INSERT INTO floor_messages ({COLUMNS}) VALUES {values} ON CONFLICT (id) DO UPDATE SET "
+        "thread_id = excluded.thread_id, role = excluded.role, content = excluded.content, "
+        "resource_id = excluded.resource_id, type = excluded.type"
+    )
+
+
+def _page_sql(p: Any) -> str:
+    return (
+        f"SELECT {COLUMNS} FROM floor_messages WHERE thread_id = {p(0)} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {p(1)}"
+    )
+
+
+def _context_sql(p: Any) -> str:
+    """The page and the include windows (anchor, 2 before, 2 after) in one statement."""
+    anchor = f"(SELECT thread_id, created_at, id FROM floor_messages WHERE id = {p(2)})"
+    return (
+        f"SELECT * FROM ({_page_sql(p)}) AS page UNION ALL "
+        f"SELECT {COLUMNS} FROM floor_messages WHERE id = {p(2)} UNION ALL "
+        f"SELECT * FROM (SELECT m.id, m.thread_id, m.role, m.content, m.resource_id, m.type, "
+        f"m.created_at FROM floor_messages m, {anchor} a WHERE m.thread_id = a.thread_id AND "
+        f"(m.created_at, m.id) < (a.created_at, a.id) ORDER BY m.created_at DESC, m.id DESC "
+        f"LIMIT 2) AS before UNION ALL "
+        f"SELECT * FROM (SELECT m.id, m.thread_id, m.role, m.content, m.resource_id, m.type, "
+        f"m.created_at FROM floor_messages m, {anchor} a WHERE m.thread_id = a.thread_id AND "
+        f"(m.created_at, m.id) > (a.created_at, a.id) ORDER BY m.created_at, m.id "
+        f"LIMIT 2) AS after"
+    )
+
+
+PERSIST_SQL = (
+    "INSERT INTO floor_runs (workflow_name, run_id, snapshot, status, version, created_at, "
+    "updated_at) VALUES ({0}, {1}, {2}, {3}, 1, {4}, {4}) ON CONFLICT (workflow_name, run_id) "
+    "DO UPDATE SET snapshot = excluded.snapshot, status = excluded.status, "
+    "version = floor_runs.version + 1, updated_at = excluded.updated_at"
+)
+LOAD_SQL = "SELECT snapshot FROM floor_runs WHERE workflow_name = {0} AND run_id = {1}"
+
+
+def _decode(rows: list[Any]) -> int:
+    return len([json.loads(row[3]) for row in rows])
+
+
+class AsyncpgFloor:
+    name = "asyncpg floor"
+    backend = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pool: asyncpg.Pool | None = None
+
+    async def setup(self, thread_id: str) -> None:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=5)
+        async with self.pool.acquire() as conn:
+            await conn.execute(PG_DROP)
+            await conn.execute(PG_SCHEMA)
+            await conn.executemany(
+                "INSERT INTO floor_threads (id, updated_at) VALUES ($1, now())",
+                [(thread_id,), (f"{thread_id}-warm",)],
+            )
+
+    def _pool(self) -> asyncpg.Pool:
+        assert self.pool is not None
+        return self.pool
+
+    async def save_messages(self, batch: list[dict[str, Any]]) -> None:
+        sql = _upsert_messages_sql(len(batch), lambda i: f"${i + 1}")
+        args = [
+            v
+            for m in batch
+            for v in (
+                m["id"],
+                m["thread_id"],
+                m["role"],
+                json.dumps(m["content"]),
+                m["resource_id"],
+                m["type"],
+                m["created_at"],
+            )
+        ]
+        async with self._pool().acquire() as conn, conn.transaction():
+            await conn.execute(sql, *args)
+            await conn.execute(
+                "UPDATE floor_threads SET updated_at = now() WHERE id = $1", batch[0]["thread_id"]
+            )
+
+    async def newest_page(self, thread_id: str, per_page: int) -> int:
+        rows = await self._pool().fetch(_page_sql(lambda i: f"${i + 1}"), thread_id, per_page)
+        return _decode(rows)
+
+    async def page_with_context(self, thread_id: str, per_page: int, include_id: str) -> int:
+        sql = _context_sql(lambda i: f"${i + 1}")
+        return _decode(await self._pool().fetch(sql, thread_id, per_page, include_id))
+
+    async def persist(self, workflow: str, run_id: str, snapshot: dict[str, Any]) -> None:
+        sql = PERSIST_SQL.format("$1", "$2", "$3", "$4", "$5")
+        await self._pool().execute(
+            sql, workflow, run_id, json.dumps(snapshot), snapshot.get("status"), datetime.now(UTC)
+        )
+
+    async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None:
+        text = await self._pool().fetchval(LOAD_SQL.format("$1", "$2"), workflow, run_id)
+        return None if text is None else json.loads(text)  # type: ignore[no-any-return]
+
+    async def teardown(self) -> None:
+        pool = self._pool()
+        async with pool.acquire() as conn:
+            await conn.execute(PG_DROP)
+        await pool.close()
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE floor_threads (id TEXT PRIMARY KEY, updated_at TEXT NOT NULL);
+CREATE TABLE floor_messages (
+    id TEXT PRIMARY KEY, thread_id TEXT NOT NULL REFERENCES floor_threads(id) ON DELETE CASCADE,
+    role TEXT NOT NULL, content TEXT NOT NULL, resource_id TEXT, type TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE INDEX ix_floor_messages ON floor_messages (thread_id, created_at);
+CREATE TABLE floor_runs (
+    workflow_name TEXT, run_id TEXT, snapshot TEXT NOT NULL, resource_id TEXT, status TEXT,
+    version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (workflow_name, run_id));
+"""
+
+
+class Sqlite3Floor:
+    """The sqlite3 module, called directly on the event loop's thread (no thread hop)."""
+
+    name = "sqlite3 floor"
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+
+    async def setup(self, thread_id: str) -> None:
+        self.path.unlink(missing_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in (
+            "journal_mode=WAL",
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self.conn.executescript(SQLITE_SCHEMA)
+        now = datetime.now(UTC).isoformat()
+        self.conn.executemany(
+            "INSERT INTO floor_threads VALUES (?, ?)",
+            [(thread_id, now), (f"{thread_id}-warm", now)],
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        assert self.conn is not None
+        return self.conn
+
+    async def save_messages(self, batch: list[dict[str, Any]]) -> None:
+        conn = self._conn()
+        args = [
+            v
+            for m in batch
+            for v in (
+                m["id"],
+                m["thread_id"],
+                m["role"],
+                json.dumps(m["content"]),
+                m["resource_id"],
+                m["type"],
+                m["created_at"].isoformat(),
+            )
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_upsert_messages_sql(len(batch), lambda i: "?"), args)
+        conn.execute(
+            "UPDATE floor_threads SET updated_at = ? WHERE id = ?",
+            (datetime.now(UTC).isoformat(), batch[0]["thread_id"]),
+        )
+        conn.execute("COMMIT")
+        await asyncio.sleep(0)
+
+    async def newest_page(self, thread_id: str, per_page: int) -> int:
+        rows = self._conn().execute(_page_sql(lambda i: "?"), (thread_id, per_page)).fetchall()
+        return _decode(rows)
+
+    async def page_with_context(self, thread_id: str, per_page: int, include_id: str) -> int:
+        params = (thread_id, per_page, include_id, include_id, include_id)
+        rows = self._conn().execute(_context_sql(lambda i: "?"), params).fetchall()
+        return _decode(rows)
+
+    async def persist(self, workflow: str, run_id: str, snapshot: dict[str, Any]) -> None:
+        now = datetime.now(UTC).isoformat()
+        self._conn().execute(
+            PERSIST_SQL.format("?", "?", "?", "?", "?"),
+            (workflow, run_id, json.dumps(snapshot), snapshot.get("status"), now, now),
+        )
+
+    async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None:
+        row = self._conn().execute(LOAD_SQL.format("?", "?"), (workflow, run_id)).fetchone()
+        return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
+
+    async def teardown(self) -> None:
+        self._conn().close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
