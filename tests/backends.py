@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -48,8 +49,9 @@ def availability(name: str) -> Availability:
         return Availability(True)
     url = os.environ.get(_ENV[name]) or _PROBE[name]
     source = _ENV[name] if os.environ.get(_ENV[name]) else f"probe of {mask_url(url)}"
-    try:
-        asyncio.run(_ping(name, url))
+    try:  # in a thread of its own: the caller may already be inside an event loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _ping(name, url)).result()
     except Exception as exc:
         return Availability(False, reason=f"{source}: {type(exc).__name__}: {exc}")
     return Availability(True, url)
@@ -57,7 +59,7 @@ def availability(name: str) -> Availability:
 
 async def _ping(name: str, url: str) -> None:
     if name == "postgresql":
-        conn = await asyncpg.connect(_pg_dsn(url), timeout=3)
+        conn = await asyncpg.connect(pg_dsn(url), timeout=3)
         await conn.close()
     else:
         from clickhouse_driver import Client
@@ -74,7 +76,7 @@ async def _ping(name: str, url: str) -> None:
         client.disconnect()
 
 
-def _pg_dsn(url: str) -> str:
+def pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -83,7 +85,7 @@ async def create_database(name: str, admin_url: str, tmp_path: Path, db_name: st
     if name == "sqlite":
         return f"sqlite:///{tmp_path / (db_name + '.db')}"
     if name == "postgresql":
-        conn = await asyncpg.connect(_pg_dsn(admin_url), timeout=10)
+        conn = await asyncpg.connect(pg_dsn(admin_url), timeout=10)
         try:
             await conn.execute(f'CREATE DATABASE "{db_name}"')
         finally:
@@ -95,7 +97,7 @@ async def create_database(name: str, admin_url: str, tmp_path: Path, db_name: st
 async def drop_database(name: str, admin_url: str, url: str) -> None:
     if name == "postgresql":
         db_name = make_url(url).database
-        conn = await asyncpg.connect(_pg_dsn(admin_url), timeout=10)
+        conn = await asyncpg.connect(pg_dsn(admin_url), timeout=10)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         finally:
@@ -126,7 +128,7 @@ async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
         shutil.copyfile(source, target)
         return f"sqlite:///{target}"
     if name == "postgresql":
-        conn = await asyncpg.connect(_pg_dsn(admin), timeout=10)
+        conn = await asyncpg.connect(pg_dsn(admin), timeout=10)
         try:
             template_db = make_url(template).database
             await conn.execute(f'CREATE DATABASE "{db_name}" TEMPLATE "{template_db}"')

@@ -158,3 +158,31 @@ async def test_describe_and_close(fresh_url: str) -> None:
     assert {info["backend"] for info in described.values()} <= {"sqlite", "postgresql"}
     await store.close()
     await store.close()  # idempotent
+
+
+async def test_pooled_connections_killed_by_the_server_are_replaced(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """What a server restart does to a pool: every pooled connection is closed server-side.
+    The next calls must succeed on fresh connections, not fail on dead ones."""
+    import asyncpg
+
+    from tests import backends
+
+    url = await make_database("postgresql")
+    async with CompositeStore(url) as store:
+        # fill the pool with several connections
+        await asyncio.gather(*(store.memory.get_thread(f"t{i}") for i in range(5)))
+        admin = await asyncpg.connect(backends.pg_dsn(backends.availability("postgresql").url))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                store.config["memory"].url.database,
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        await asyncio.sleep(0.2)  # let the loop see the closed sockets
+        results = await asyncio.gather(*(store.memory.get_thread(f"t{i}") for i in range(5)))
+        assert results == [None] * 5
