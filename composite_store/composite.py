@@ -10,13 +10,12 @@ from typing import Any, Literal, overload
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from composite_store import schema
 from composite_store.config import StoreConfig
 from composite_store.domains.agents.store import AgentsStore
-from composite_store.domains.base import DomainStore, error_text, translate_error
+from composite_store.domains.base import DRIVER_ERRORS, DomainStore, error_text, translate_error
 from composite_store.domains.memory.store import MemoryStore
 from composite_store.domains.observability.store import ObservabilityStore
 from composite_store.domains.scores.store import ScoresStore
@@ -151,7 +150,7 @@ class CompositeStore:
     async def _guarded(self, domain: str, work: Any) -> None:
         try:
             await work
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate_error(exc, domain, self.config[domain].masked_url) from exc
 
     async def close(self) -> None:

@@ -3,7 +3,7 @@ branching on the dialect themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, func, literal
@@ -16,24 +16,25 @@ from composite_store.sqltypes import dumps
 def upsert(
     dialect_name: str,
     table: Table,
-    rows: Sequence[Mapping[str, Any]],
     *,
     key: Sequence[str],
     update: Sequence[str] = (),
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Callable[[Table, Any], Any]] | None = None,
 ) -> postgresql.Insert | sqlite.Insert:
-    """One multi-row ``INSERT ... ON CONFLICT (key) DO UPDATE`` (or ``DO NOTHING``).
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` (or ``DO NOTHING`` with nothing to update).
 
-    ``update`` columns take the new row's value; ``overrides`` maps columns to expressions
-    built from ``(table, excluded)`` callables or plain values.
+    The rows are execute() parameters, not part of the statement: SQLAlchemy then caches the
+    compiled statement and sends a list of rows as multi-row INSERTs ("insertmanyvalues").
+    ``update`` columns take the new row's value; ``overrides`` build a column's new value
+    from ``(table, excluded)``.
     """
-    stmt = _insert(dialect_name, table).values(list(rows))
+    stmt = _insert(dialect_name, table)
     if not update and not overrides:
         return stmt.on_conflict_do_nothing(index_elements=list(key))
     excluded = stmt.excluded
     set_: dict[str, Any] = {name: excluded[name] for name in update}
-    for name, value in (overrides or {}).items():
-        set_[name] = value(table, excluded) if callable(value) else value
+    for name, build in (overrides or {}).items():
+        set_[name] = build(table, excluded)
     return stmt.on_conflict_do_update(index_elements=list(key), set_=set_)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -56,18 +56,23 @@ async def fetch_page(
 ) -> Page[M]:
     """Run ``stmt`` (filtered and ordered, not yet paginated) for one page of ``model``."""
     rows = (await conn.execute(paginate(stmt, page, per_page))).all()
-    total = await count_total(conn, stmt, page, per_page, len(rows))
+    count = select(func.count()).select_from(stmt.order_by(None).subquery())
+    total = await count_total(conn, count, {}, page, per_page, len(rows))
     return make_page([hydrate(model, row) for row in rows], total, page, per_page)
 
 
 async def count_total(
-    conn: AsyncConnection, stmt: Select[Any], page: int, per_page: int | None, page_size: int
+    conn: AsyncConnection,
+    count: Select[Any],
+    params: Mapping[str, Any],
+    page: int,
+    per_page: int | None,
+    page_size: int,
 ) -> int:
-    """The size of ``stmt``'s whole result. The page tells it when it holds every row or is
-    short (everything before it was full); only otherwise do we run a COUNT."""
+    """The size of the whole filtered list. The page tells it when it holds every row or is
+    short (everything before it was full); only otherwise is ``count`` run."""
     if per_page is None or (page == 0 and page_size < per_page):
         return page_size
     if 0 < page_size < per_page:
         return page * per_page + page_size
-    count = select(func.count()).select_from(stmt.order_by(None).subquery())
-    return int((await conn.execute(count)).scalar_one())
+    return int((await conn.execute(count, params)).scalar_one())

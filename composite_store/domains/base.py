@@ -6,7 +6,7 @@ opening a transaction of the right kind, and turning driver exceptions into the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from composite_store.engines import WRITE_TRANSACTION, for_reads
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
 
 M = TypeVar("M")
+S = TypeVar("S")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -33,9 +34,20 @@ def domain_metadata(domain: str) -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION, info={"domain": domain})
 
 
+# What the database and its driver raise. Anything else SQLAlchemy raises (a CompileError,
+# say) is a bug in composite-store and must not be disguised as a database error.
+DRIVER_ERRORS = (
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,  # the pool had no connection to give in time
+    sa_exc.DisconnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means "the database cannot be reached", not "the statement failed"."""
-    if isinstance(exc, OSError | TimeoutError):
+    if isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError | sa_exc.DisconnectionError):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         return (
@@ -116,6 +128,7 @@ class DomainStore:
         self._engine = engine
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
         self._read_engine = for_reads(engine)
+        self._statements: dict[str, Any] = {}
         self.masked_url = masked_url
 
     @property
@@ -125,6 +138,15 @@ class DomainStore:
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
+
+    def _statement(self, name: str, build: Callable[[], S]) -> S:
+        """A statement built once per store: SQLAlchemy then finds its compiled form by
+        identity instead of re-deriving a cache key on every call. Values go in as
+        ``bindparam``s."""
+        found = self._statements.get(name)
+        if found is None:
+            found = self._statements[name] = build()
+        return found
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -137,9 +159,7 @@ class DomainStore:
             else:
                 async with self._read_engine.connect() as conn:
                     yield conn
-        except CompositeStoreError:
-            raise
-        except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate_error(exc, self.domain, self.masked_url) from exc
 
     def __repr__(self) -> str:

@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Select,
     bindparam,
     delete,
+    func,
     literal,
     select,
     tuple_,
@@ -43,9 +45,8 @@ from composite_store.pagination import (
     count_total,
     fetch_page,
     make_page,
-    paginate,
 )
-from composite_store.sqltypes import utcnow
+from composite_store.sqltypes import UTCDateTime, utcnow
 
 threads = table_of(Thread)
 messages = table_of(Message)
@@ -53,8 +54,6 @@ resources = table_of(Resource)
 
 THREAD_ORDER_FIELDS = ("created_at", "updated_at")
 MESSAGE_UPDATE_FIELDS = ("thread_id", "resource_id", "role", "type", "content", "created_at")
-# Batches are split so that no statement exceeds the drivers' bind-parameter limits.
-MAX_ROWS_PER_STATEMENT = 1000
 IN_PAGE = "_in_page"  # marks page rows apart from include-window rows in one result
 
 
@@ -75,15 +74,17 @@ class MemoryStore(DomainStore):
     async def save_thread(self, thread: Thread) -> Thread:
         """Insert or replace a thread by id (``created_at`` of an existing one is kept)."""
         row = _thread_row(thread)
-        stmt = upsert(
-            self.dialect,
-            threads,
-            [row],
-            key=["id"],
-            update=["resource_id", "title", "metadata", "updated_at"],
-        ).returning(*model_columns(Thread))
+        stmt = self._statement(
+            "save_thread",
+            lambda: upsert(
+                self.dialect,
+                threads,
+                key=["id"],
+                update=["resource_id", "title", "metadata", "updated_at"],
+            ).returning(*model_columns(Thread)),
+        )
         async with self._transaction(write=True) as conn:
-            stored = (await conn.execute(stmt)).one()
+            stored = (await conn.execute(stmt, row)).one()
         return hydrate(Thread, stored)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
@@ -161,20 +162,20 @@ class MemoryStore(DomainStore):
         if not rows:
             return []
         thread_ids = sorted({row["thread_id"] for row in rows})
-        now = utcnow()
+        stmt = self._statement(
+            "save_messages",
+            lambda: upsert(
+                self.dialect,
+                messages,
+                key=["id"],
+                update=["thread_id", "resource_id", "role", "type", "content"],
+            ).returning(messages.c.id, messages.c.created_at),
+        )
         async with self._transaction(write=True) as conn:
-            await _require_threads(conn, thread_ids)
-            stored_at: dict[str, datetime] = {}
-            for chunk in _chunks(rows):
-                stmt = upsert(
-                    self.dialect,
-                    messages,
-                    chunk,
-                    key=["id"],
-                    update=["thread_id", "resource_id", "role", "type", "content"],
-                ).returning(messages.c.id, messages.c.created_at)
-                stored_at.update((await conn.execute(stmt)).tuples().all())
-            await _touch_threads(conn, thread_ids, now)
+            # Touching the threads first also proves they exist and locks them before the
+            # messages: one round trip for both, and one lock order for every writer.
+            await self._touch_threads(conn, thread_ids, require=True)
+            stored_at: dict[str, datetime] = dict((await conn.execute(stmt, rows)).tuples().all())
         result = []
         for message in messages_:  # the caller's objects, completed as stored
             message.created_at = stored_at[message.id]
@@ -200,27 +201,33 @@ class MemoryStore(DomainStore):
         first, last = v.check_range(start, end)
         check_page(page, per_page)
         includes = _check_includes(include)
-        where = [messages.c.thread_id == thread_id]
-        if resource_id is not None:
-            where.append(messages.c.resource_id == resource_id)
-        if first is not None:
-            where.append(messages.c.created_at >= first)
-        if last is not None:
-            where.append(messages.c.created_at <= last)
-        order = (
-            (messages.c.created_at.desc(), messages.c.id.desc())
-            if descending
-            else (messages.c.created_at, messages.c.id)
+        shape = (
+            resource_id is not None,
+            first is not None,
+            last is not None,
+            descending,
+            per_page is not None,
+            tuple((inc.previous > 0, inc.next > 0) for inc in includes),
         )
-        columns = model_columns(Message)
-        filtered = select(*columns, literal(True).label(IN_PAGE)).where(*where).order_by(*order)
-        page_stmt = paginate(filtered, page, per_page)
-        windows = [w for inc in includes for w in _include_windows(inc)]
-        stmt = _union([page_stmt, *windows]) if windows else page_stmt
+        page_stmt, count_stmt = self._statement(
+            f"list_messages:{shape}", lambda: _list_messages_statements(*shape)
+        )
+        params: dict[str, Any] = {
+            "thread_id": thread_id,
+            "resource_id": resource_id,
+            "start": first,
+            "end": last,
+            "limit": per_page,
+            "offset": page * (per_page or 0),
+        }
+        for i, inc in enumerate(includes):
+            params.update(
+                {f"inc{i}": inc.id, f"inc{i}_prev": inc.previous, f"inc{i}_next": inc.next}
+            )
         async with self._transaction() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(page_stmt, params)).all()
             page_size = sum(1 for row in rows if row._mapping[IN_PAGE])
-            total = await count_total(conn, filtered, page, per_page, page_size)
+            total = await count_total(conn, count_stmt, params, page, per_page, page_size)
         found = {row.id: hydrate(Message, row) for row in rows}
         items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
         return make_page(items, total, page, per_page)
@@ -253,7 +260,7 @@ class MemoryStore(DomainStore):
             )
             current = [hydrate(Message, row) for row in await conn.execute(stmt)]
             targets = sorted({u["thread_id"] for u in checked if "thread_id" in u})
-            await _require_threads(conn, targets)
+            await self._touch_threads(conn, targets, require=True)
             touched: set[str] = set()
             params = []
             for message in current:
@@ -271,7 +278,7 @@ class MemoryStore(DomainStore):
             if params:
                 by_bound_id = update(messages).where(messages.c.id == bindparam("b_id"))
                 await conn.execute(by_bound_id, params)
-            await _touch_threads(conn, sorted(touched), utcnow())
+            await self._touch_threads(conn, sorted(touched))
         return sorted(current, key=lambda m: (m.created_at, m.id))
 
     async def delete_messages(self, ids: Sequence[str]) -> None:
@@ -282,7 +289,27 @@ class MemoryStore(DomainStore):
         async with self._transaction(write=True) as conn:
             stmt = delete(messages).where(messages.c.id.in_(wanted)).returning(messages.c.thread_id)
             thread_ids = sorted(set((await conn.execute(stmt)).scalars()))
-            await _touch_threads(conn, thread_ids, utcnow())
+            await self._touch_threads(conn, thread_ids)
+
+    async def _touch_threads(
+        self, conn: AsyncConnection, thread_ids: Sequence[str], *, require: bool = False
+    ) -> None:
+        """Bump the threads' ``updated_at``; with ``require``, a missing one is NotFoundError."""
+        if not thread_ids:
+            return
+        stmt = self._statement(
+            "touch_threads",
+            lambda: (
+                update(threads)
+                .where(threads.c.id.in_(bindparam("ids", expanding=True)))
+                .values(updated_at=bindparam("now"))
+                .returning(threads.c.id)
+            ),
+        )
+        found = set((await conn.execute(stmt, {"ids": thread_ids, "now": utcnow()})).scalars())
+        missing = [t for t in thread_ids if t not in found]
+        if require and missing:
+            raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
 
     # -- resources ------------------------------------------------------------------------
     async def get_resource(self, resource_id: str) -> Resource | None:
@@ -293,15 +320,8 @@ class MemoryStore(DomainStore):
     async def save_resource(self, resource: Resource) -> Resource:
         """Insert or replace a resource by id (``created_at`` of an existing one is kept)."""
         row = _resource_row(resource)
-        stmt = upsert(
-            self.dialect,
-            resources,
-            [row],
-            key=["id"],
-            update=["working_memory", "metadata", "updated_at"],
-        ).returning(*model_columns(Resource))
         async with self._transaction(write=True) as conn:
-            return hydrate(Resource, (await conn.execute(stmt)).one())
+            return hydrate(Resource, (await conn.execute(self._save_resource(), row)).one())
 
     async def update_resource(
         self,
@@ -324,14 +344,19 @@ class MemoryStore(DomainStore):
             if metadata is not None:
                 current.metadata_ = {**current.metadata_, **metadata}
             current.updated_at = now
-            stmt = upsert(
+            stored = await conn.execute(self._save_resource(), row_values(current))
+            return hydrate(Resource, stored.one())
+
+    def _save_resource(self) -> Any:
+        return self._statement(
+            "save_resource",
+            lambda: upsert(
                 self.dialect,
                 resources,
-                [row_values(current)],
                 key=["id"],
                 update=["working_memory", "metadata", "updated_at"],
-            ).returning(*model_columns(Resource))
-            return hydrate(Resource, (await conn.execute(stmt)).one())
+            ).returning(*model_columns(Resource)),
+        )
 
 
 # -- statements ---------------------------------------------------------------------------
@@ -345,47 +370,62 @@ async def _get(
     return None if row is None else hydrate(model, row)
 
 
-async def _require_threads(conn: AsyncConnection, thread_ids: Sequence[str]) -> None:
-    if not thread_ids:
-        return
-    stmt = select(threads.c.id).where(threads.c.id.in_(thread_ids))
-    found = set((await conn.execute(stmt)).scalars())
-    missing = [t for t in thread_ids if t not in found]
-    if missing:
-        raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
+def _list_messages_statements(
+    by_resource: bool,
+    from_start: bool,
+    to_end: bool,
+    descending: bool,
+    paged: bool,
+    includes: tuple[tuple[bool, bool], ...],
+) -> tuple[Select[Any], Select[Any]]:
+    """The page (united with include windows) and its count, for one shape of arguments;
+    every value is a bound parameter."""
+    where = [messages.c.thread_id == bindparam("thread_id")]
+    if by_resource:
+        where.append(messages.c.resource_id == bindparam("resource_id"))
+    if from_start:
+        where.append(messages.c.created_at >= bindparam("start", type_=UTCDateTime()))
+    if to_end:
+        where.append(messages.c.created_at <= bindparam("end", type_=UTCDateTime()))
+    order = (
+        (messages.c.created_at.desc(), messages.c.id.desc())
+        if descending
+        else (messages.c.created_at, messages.c.id)
+    )
+    filtered = select(*model_columns(Message), literal(True).label(IN_PAGE)).where(*where)
+    count = select(func.count()).select_from(filtered.subquery())
+    page = filtered.order_by(*order)
+    if paged:
+        page = page.limit(bindparam("limit")).offset(bindparam("offset"))
+    windows = [w for i, (prev, nxt) in enumerate(includes) for w in _include_windows(i, prev, nxt)]
+    return (_union([page, *windows]) if windows else page), count
 
 
-async def _touch_threads(conn: AsyncConnection, thread_ids: Sequence[str], now: datetime) -> None:
-    if thread_ids:
-        await conn.execute(
-            update(threads).where(threads.c.id.in_(thread_ids)).values(updated_at=now)
-        )
-
-
-def _include_windows(include: Include) -> list[Select[Any]]:
-    """The included message and its neighbours, each window an index range scan on
+def _include_windows(i: int, previous: bool, next_: bool) -> list[Select[Any]]:
+    """Include ``i``'s message and its neighbours, each window an index range scan on
     ``(thread_id, created_at)`` anchored at the message's own position."""
+    message_id: BindParameter[str] = bindparam(f"inc{i}")
     anchor = (
         select(messages.c.thread_id, messages.c.created_at, messages.c.id)
-        .where(messages.c.id == include.id)
+        .where(messages.c.id == message_id)
         .subquery()
     )
     cols = [*model_columns(Message), literal(False).label(IN_PAGE)]
     base = select(*cols).where(messages.c.thread_id == anchor.c.thread_id)
     position = tuple_(messages.c.created_at, messages.c.id)
     anchor_position = tuple_(anchor.c.created_at, anchor.c.id)
-    windows = [select(*cols).where(messages.c.id == include.id)]
-    if include.previous:
+    windows = [select(*cols).where(messages.c.id == message_id)]
+    if previous:
         windows.append(
             base.where(position < anchor_position)
             .order_by(messages.c.created_at.desc(), messages.c.id.desc())
-            .limit(include.previous)
+            .limit(bindparam(f"inc{i}_prev"))
         )
-    if include.next:
+    if next_:
         windows.append(
             base.where(position > anchor_position)
             .order_by(messages.c.created_at, messages.c.id)
-            .limit(include.next)
+            .limit(bindparam(f"inc{i}_next"))
         )
     return windows
 
@@ -485,8 +525,3 @@ def deep_merge(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, 
 def _dedupe_last_wins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per id (an upsert may not touch a row twice in one statement)."""
     return list({row["id"]: row for row in rows}.values())
-
-
-def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
-    for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-        yield rows[start : start + MAX_ROWS_PER_STATEMENT]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
 
 from composite_store import validation as v
 from composite_store.dialects import upsert
@@ -63,34 +63,18 @@ class WorkflowsStore(DomainStore):
             "created_at": now,
             "updated_at": now,
         }
-        key = and_(runs.c.workflow_name == workflow_name, runs.c.run_id == run_id)
         if expected_version is None:
-            stmt: Any = upsert(
-                self.dialect,
-                runs,
-                [row],
-                key=["workflow_name", "run_id"],
-                update=["snapshot", "status", "updated_at"],
-                overrides={
-                    "version": lambda table, _: table.c.version + 1,
-                    # a persist without resource_id keeps the one the run has
-                    "resource_id": lambda table, new: _coalesce(new.resource_id, table),
-                },
-            )
+            stmt = self._statement("persist", self._persist_statement)
         elif expected_version == 0:
-            stmt = upsert(self.dialect, runs, [row], key=["workflow_name", "run_id"])
+            stmt = self._statement("persist_new", self._persist_new_statement)
         else:
-            values = {k: row[k] for k in ("snapshot", "status", "updated_at")}
-            if resource_id is not None:
-                values["resource_id"] = resource_id
-            stmt = (
-                update(runs)
-                .where(key, runs.c.version == expected_version)
-                .values(**values, version=runs.c.version + 1)
-            )
+            stmt = self._statement("persist_cas", self._persist_cas_statement)
+            row = {f"b_{name}": value for name, value in row.items()}
+            row["b_expected_version"] = expected_version
         async with self._transaction(write=True) as conn:
-            stored = (await conn.execute(stmt.returning(*_PERSISTED))).first()
+            stored = (await conn.execute(stmt, row)).first()
             if stored is None:
+                key = (runs.c.workflow_name == workflow_name) & (runs.c.run_id == run_id)
                 current = await conn.scalar(select(runs.c.version).where(key))
                 raise ConflictError(
                     f"run {workflow_name}/{run_id}: expected version {expected_version}, "
@@ -107,14 +91,59 @@ class WorkflowsStore(DomainStore):
             updated_at=stored.updated_at,
         )
 
+    def _persist_statement(self) -> Any:
+        """Upsert that bumps the version; a persist without resource_id keeps the run's."""
+        return upsert(
+            self.dialect,
+            runs,
+            key=["workflow_name", "run_id"],
+            update=["snapshot", "status", "updated_at"],
+            overrides={
+                "version": lambda table, _: table.c.version + 1,
+                "resource_id": lambda table, new: func.coalesce(
+                    new.resource_id, table.c.resource_id
+                ),
+            },
+        ).returning(*_PERSISTED)
+
+    def _persist_new_statement(self) -> Any:
+        """Insert only if the run does not exist (compare-and-set with version 0)."""
+        return upsert(self.dialect, runs, key=["workflow_name", "run_id"]).returning(*_PERSISTED)
+
+    def _persist_cas_statement(self) -> Any:
+        """Update only if the stored version is still the expected one."""
+        return (
+            update(runs)
+            .where(
+                runs.c.workflow_name == bindparam("b_workflow_name"),
+                runs.c.run_id == bindparam("b_run_id"),
+                runs.c.version == bindparam("b_expected_version"),
+            )
+            .values(
+                snapshot=bindparam("b_snapshot", type_=runs.c.snapshot.type),
+                status=bindparam("b_status", type_=runs.c.status.type),
+                updated_at=bindparam("b_updated_at", type_=runs.c.updated_at.type),
+                resource_id=func.coalesce(
+                    bindparam("b_resource_id", type_=runs.c.resource_id.type), runs.c.resource_id
+                ),
+                version=runs.c.version + 1,
+            )
+            .returning(*_PERSISTED)
+        )
+
     async def load_snapshot(self, workflow_name: str, run_id: str) -> dict[str, Any] | None:
         v.require_id(workflow_name, "workflow_name")
         v.require_id(run_id, "run_id")
-        stmt = select(runs.c.snapshot).where(
-            runs.c.workflow_name == workflow_name, runs.c.run_id == run_id
+        stmt = self._statement(
+            "load_snapshot",
+            lambda: select(runs.c.snapshot).where(
+                runs.c.workflow_name == bindparam("workflow_name"),
+                runs.c.run_id == bindparam("run_id"),
+            ),
         )
+        params = {"workflow_name": workflow_name, "run_id": run_id}
         async with self._transaction() as conn:
-            found: dict[str, Any] | None = await conn.scalar(stmt)
+            found: dict[str, Any] | None = await conn.scalar(stmt, params)
         return found
 
     async def get_run(self, run_id: str, workflow_name: str | None = None) -> WorkflowRun | None:
@@ -174,7 +203,3 @@ class WorkflowsStore(DomainStore):
             await conn.execute(
                 delete(runs).where(runs.c.workflow_name == workflow_name, runs.c.run_id == run_id)
             )
-
-
-def _coalesce(new_value: Any, table: Any) -> Any:
-    return func.coalesce(new_value, table.c.resource_id)
