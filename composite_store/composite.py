@@ -138,13 +138,17 @@ class CompositeStore:
             if self._initialized:
                 return
             step = schema.upgrade if self.auto_migrate else schema.check
-            await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(
                     self._guarded(domains[0], step(engine, domains))
                     for engine, domains in self._engines.databases()
                     if domains
-                )
+                ),
+                return_exceptions=True,  # let every database finish before reporting
             )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             self._initialized = True
 
     async def _guarded(self, domain: str, work: Any) -> None:
