@@ -1,23 +1,97 @@
 """``composite-store demo``: the main job, on the embedded default (``./composite_store.db``).
 
-It migrates every domain, then shows where each domain lives. Domains whose stores are built
-add their part of a simulated agent conversation here.
+A simulated agent conversation that writes and reads every domain built so far, then prints
+where each domain lives and what it stored. Run it twice: it starts a new conversation each
+time and the file keeps them all.
 """
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 from composite_store.composite import CompositeStore
 from composite_store.config import DEFAULT_URL
+from composite_store.domains.memory.store import Include
+from composite_store.models import Message, Thread
+
+CONVERSATION = [
+    ("user", "Hi! Can you plan a three-day trip to Lisbon for me?"),
+    ("assistant", "Gladly. Do you prefer museums, food or walking tours?"),
+    ("user", "Food first, then a bit of history."),
+    ("assistant", "Day 1: Time Out Market and Alfama. Day 2: Belém. Day 3: Sintra."),
+    ("user", "Perfect, save that plan please."),
+]
 
 
-async def run_demo() -> int:
-    async with CompositeStore(DEFAULT_URL) as store:
-        print("composite-store demo: every domain on the embedded default\n")
+async def run_demo(url: str = DEFAULT_URL) -> int:
+    async with CompositeStore(url) as store:
+        print("composite-store demo: a simulated agent conversation\n")
+        print("Where each domain lives:")
         for domain, info in store.describe().items():
             print(f"  {domain:<14} -> {info['backend']:<10} {info['url']}")
-        health = await store.health()
         print()
-        for domain, status in health.items():
-            state = "reachable" if status["reachable"] else f"DOWN ({status['error']})"
-            print(f"  {domain:<14} {state}, {status['latency_ms']} ms")
+        await _memory_and_workflows(store)
     return 0
+
+
+async def _memory_and_workflows(store: CompositeStore) -> None:
+    run = uuid.uuid4().hex[:8]
+    thread_id, user = f"demo-thread-{run}", "demo-user"
+    start = datetime.now(UTC)
+
+    # memory: a thread, its messages, and the user's working memory
+    await store.memory.save_thread(
+        Thread(id=thread_id, resource_id=user, title="Trip to Lisbon", metadata_={"demo": True})
+    )
+    await store.memory.save_messages(
+        [
+            Message(
+                id=f"{thread_id}-{i}",
+                thread_id=thread_id,
+                resource_id=user,
+                role=role,
+                content={"format": 2, "parts": [{"type": "text", "text": text}]},
+                created_at=start + timedelta(milliseconds=i),
+            )
+            for i, (role, text) in enumerate(CONVERSATION)
+        ]
+    )
+    await store.memory.update_resource(
+        user, working_memory="# User\n- likes food tours\n- visiting Lisbon", metadata={"tz": "UTC"}
+    )
+
+    # workflows: the planner's run, persisted as it progresses, and a finished one
+    planner = await store.workflows.persist_snapshot(
+        "trip-planner", f"plan-{run}", {"status": "running", "step": "draft"}, resource_id=user
+    )
+    planner = await store.workflows.persist_snapshot(
+        "trip-planner",
+        f"plan-{run}",
+        {"status": "success", "step": "saved", "days": 3},
+        expected_version=planner.version,
+    )
+    waiting = {"status": "suspended", "waiting_for": "payment"}
+    await store.workflows.persist_snapshot("booking", f"book-{run}", waiting, resource_id=user)
+
+    # read it all back
+    print(f"memory: thread {thread_id!r}")
+    newest = await store.memory.list_messages(thread_id, per_page=2, descending=True)
+    context = await store.memory.list_messages(
+        thread_id, per_page=0, include=[Include(f"{thread_id}-2", previous=1, next=1)]
+    )
+    for message in (await store.memory.list_messages(thread_id, per_page=None)).items:
+        print(f"  {message.role:>9}: {message.content['parts'][0]['text']}")
+    print(f"  newest 2 of {newest.total}: {[m.id[-1] for m in newest.items]}")
+    print(f"  message 2 with its neighbours: {[m.id[-1] for m in context.items]}")
+    resource = await store.memory.get_resource(user)
+    assert resource is not None
+    print(f"  working memory of {user!r}: {resource.working_memory!r}")
+    print("workflows:")
+    runs = await store.workflows.list_runs(resource_id=user, per_page=5)
+    for stored in runs.items:
+        print(
+            f"  {stored.workflow_name}/{stored.run_id}: status={stored.status} "
+            f"version={stored.version} snapshot={stored.snapshot}"
+        )
+    print(f"  ({runs.total} runs for {user!r} in total)")
