@@ -56,19 +56,20 @@ def _page_sql(p: Any) -> str:
 
 
 def _context_sql(p: Any) -> str:
-    """The page and the include windows (anchor, 2 before, 2 after) in one statement."""
-    anchor = f"(SELECT thread_id, created_at, id FROM floor_messages WHERE id = {p(2)})"
+    """The page and the include windows (anchor, 2 before, 2 after) in one statement; the
+    anchor's thread and time are scalar subqueries so each window is an index range scan."""
+    thread = f"(SELECT thread_id FROM floor_messages WHERE id = {p(2)})"
+    at = f"(SELECT created_at FROM floor_messages WHERE id = {p(2)})"
+    cols = "id, thread_id, role, content, resource_id, type, created_at"
     return (
         f"SELECT * FROM ({_page_sql(p)}) AS page UNION ALL "
-        f"SELECT {COLUMNS} FROM floor_messages WHERE id = {p(2)} UNION ALL "
-        f"SELECT * FROM (SELECT m.id, m.thread_id, m.role, m.content, m.resource_id, m.type, "
-        f"m.created_at FROM floor_messages m, {anchor} a WHERE m.thread_id = a.thread_id AND "
-        f"(m.created_at, m.id) < (a.created_at, a.id) ORDER BY m.created_at DESC, m.id DESC "
-        f"LIMIT 2) AS before UNION ALL "
-        f"SELECT * FROM (SELECT m.id, m.thread_id, m.role, m.content, m.resource_id, m.type, "
-        f"m.created_at FROM floor_messages m, {anchor} a WHERE m.thread_id = a.thread_id AND "
-        f"(m.created_at, m.id) > (a.created_at, a.id) ORDER BY m.created_at, m.id "
-        f"LIMIT 2) AS after"
+        f"SELECT {cols} FROM floor_messages WHERE id = {p(2)} UNION ALL "
+        f"SELECT * FROM (SELECT {cols} FROM floor_messages WHERE thread_id = {thread} "
+        f"AND created_at <= {at} AND (created_at, id) < ({at}, {p(2)}) "
+        f"ORDER BY created_at DESC, id DESC LIMIT 2) AS before UNION ALL "
+        f"SELECT * FROM (SELECT {cols} FROM floor_messages WHERE thread_id = {thread} "
+        f"AND created_at >= {at} AND (created_at, id) > ({at}, {p(2)}) "
+        f"ORDER BY created_at, id LIMIT 2) AS after"
     )
 
 
@@ -128,11 +129,13 @@ class AsyncpgFloor:
                 "UPDATE floor_threads SET updated_at = now() WHERE id = $1", batch[0]["thread_id"]
             )
 
-    async def newest_page(self, thread_id: str, per_page: int) -> int:
+    async def newest_page(self, thread_id: str, per_page: int, total: bool = False) -> int:
         rows = await self._pool().fetch(_page_sql(lambda i: f"${i + 1}"), thread_id, per_page)
         return _decode(rows)
 
-    async def page_with_context(self, thread_id: str, per_page: int, include_id: str) -> int:
+    async def page_with_context(
+        self, thread_id: str, per_page: int, include_id: str, total: bool = False
+    ) -> int:
         sql = _context_sql(lambda i: f"${i + 1}")
         return _decode(await self._pool().fetch(sql, thread_id, per_page, include_id))
 
@@ -222,12 +225,14 @@ class Sqlite3Floor:
         conn.execute("COMMIT")
         await asyncio.sleep(0)
 
-    async def newest_page(self, thread_id: str, per_page: int) -> int:
+    async def newest_page(self, thread_id: str, per_page: int, total: bool = False) -> int:
         rows = self._conn().execute(_page_sql(lambda i: "?"), (thread_id, per_page)).fetchall()
         return _decode(rows)
 
-    async def page_with_context(self, thread_id: str, per_page: int, include_id: str) -> int:
-        params = (thread_id, per_page, include_id, include_id, include_id)
+    async def page_with_context(
+        self, thread_id: str, per_page: int, include_id: str, total: bool = False
+    ) -> int:
+        params = (thread_id, per_page) + (include_id,) * 9
         rows = self._conn().execute(_context_sql(lambda i: "?"), params).fetchall()
         return _decode(rows)
 

@@ -17,10 +17,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a list: ``items`` plus the size of the whole filtered list."""
+    """One page of a list: ``items`` plus the size of the whole filtered list (``None`` when
+    the caller asked not to count it)."""
 
     items: list[T]
-    total: int
+    total: int | None
     page: int
     per_page: int | None
     has_more: bool

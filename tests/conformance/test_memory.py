@@ -378,3 +378,27 @@ async def test_bad_values_are_rejected(memory: MemoryStore) -> None:
     thread = await memory.get_thread("t1")
     assert thread is not None and thread.metadata_ == {}
     assert ids(await memory.list_messages("t1")) == ["t1-m0000"]
+
+
+async def test_fast_path_without_total(memory: MemoryStore) -> None:
+    """with_total=False: no total, has_more from one row past the page, same items."""
+    await seed(memory, "t1", 25)
+    for page_number, expect_more in ((0, True), (1, True), (2, False), (3, False)):
+        counted = await memory.list_messages("t1", page=page_number, per_page=10)
+        fast = await memory.list_messages("t1", page=page_number, per_page=10, with_total=False)
+        assert fast.items == counted.items
+        assert (fast.total, fast.has_more) == (None, expect_more)
+    exact = await memory.list_messages("t1", page=1, per_page=12, with_total=False)
+    assert (len(exact.items), exact.has_more) == (12, True)
+    last = await memory.list_messages("t1", page=2, per_page=12, with_total=False)
+    assert (ids(last), last.has_more) == (["t1-m0024"], False)
+    with_context = await memory.list_messages(
+        "t1",
+        per_page=2,
+        descending=True,
+        include=[Include("t1-m0022", previous=1)],
+        with_total=False,
+    )
+    # m0022 is the row read past the page; it is still returned because it was included
+    assert ids(with_context) == ["t1-m0024", "t1-m0023", "t1-m0022", "t1-m0021"]
+    assert with_context.has_more is True

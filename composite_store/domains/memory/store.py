@@ -193,9 +193,14 @@ class MemoryStore(DomainStore):
         per_page: int | None = 40,
         descending: bool = False,
         include: Sequence[Include] = (),
+        with_total: bool = True,
     ) -> Page[Message]:
         """A page of a thread's messages, ordered by ``created_at`` (ties by id), united with
-        each ``Include``'s message and neighbours. ``total`` counts the filtered thread."""
+        each ``Include``'s message and neighbours. ``total`` counts the filtered thread.
+
+        ``with_total=False`` is the fast path for a chat view: ``total`` is ``None`` and
+        ``has_more`` comes from reading one row past the page, so no COUNT over the thread
+        is run and the cost stays flat however long the thread grows."""
         v.require_id(thread_id, "thread_id")
         v.optional_id(resource_id, "resource_id")
         first, last = v.check_range(start, end)
@@ -217,7 +222,7 @@ class MemoryStore(DomainStore):
             "resource_id": resource_id,
             "start": first,
             "end": last,
-            "limit": per_page,
+            "limit": per_page if with_total or per_page is None else per_page + 1,
             "offset": page * (per_page or 0),
         }
         for i, inc in enumerate(includes):
@@ -226,10 +231,20 @@ class MemoryStore(DomainStore):
             )
         async with self._transaction() as conn:
             rows = (await conn.execute(page_stmt, params)).all()
-            page_size = sum(1 for row in rows if row._mapping[IN_PAGE])
-            total = await count_total(conn, count_stmt, params, page, per_page, page_size)
-        found = {row.id: hydrate(Message, row) for row in rows}
+            in_page = [row for row in rows if row._mapping[IN_PAGE]]
+            beyond = None
+            if not with_total and per_page is not None and len(in_page) > per_page:
+                in_page.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
+                beyond = in_page.pop()  # read only to learn that more rows exist
+            total = (
+                await count_total(conn, count_stmt, params, page, per_page, len(in_page))
+                if with_total
+                else None
+            )
+        found = {row.id: hydrate(Message, row) for row in rows if row is not beyond}
         items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
+        if total is None:
+            return Page(items, None, page, per_page, has_more=beyond is not None)
         return make_page(items, total, page, per_page)
 
     async def get_messages(self, ids: Sequence[str]) -> list[Message]:
@@ -402,28 +417,28 @@ def _list_messages_statements(
 
 
 def _include_windows(i: int, previous: bool, next_: bool) -> list[Select[Any]]:
-    """Include ``i``'s message and its neighbours, each window an index range scan on
-    ``(thread_id, created_at)`` anchored at the message's own position."""
+    """Include ``i``'s message and its neighbours. The anchor's thread and time are scalar
+    subqueries (evaluated once), so each window is a range scan of the
+    ``(thread_id, created_at)`` index that stops after ``previous``/``next`` rows, however
+    long the thread."""
     message_id: BindParameter[str] = bindparam(f"inc{i}")
-    anchor = (
-        select(messages.c.thread_id, messages.c.created_at, messages.c.id)
-        .where(messages.c.id == message_id)
-        .subquery()
-    )
+    anchor = messages.alias("anchor")
+    anchor_thread = select(anchor.c.thread_id).where(anchor.c.id == message_id).scalar_subquery()
+    anchor_time = select(anchor.c.created_at).where(anchor.c.id == message_id).scalar_subquery()
     cols = [*model_columns(Message), literal(False).label(IN_PAGE)]
-    base = select(*cols).where(messages.c.thread_id == anchor.c.thread_id)
+    base = select(*cols).where(messages.c.thread_id == anchor_thread)
     position = tuple_(messages.c.created_at, messages.c.id)
-    anchor_position = tuple_(anchor.c.created_at, anchor.c.id)
+    anchor_position = tuple_(anchor_time, message_id)
     windows = [select(*cols).where(messages.c.id == message_id)]
     if previous:
         windows.append(
-            base.where(position < anchor_position)
+            base.where(messages.c.created_at <= anchor_time, position < anchor_position)
             .order_by(messages.c.created_at.desc(), messages.c.id.desc())
             .limit(bindparam(f"inc{i}_prev"))
         )
     if next_:
         windows.append(
-            base.where(position > anchor_position)
+            base.where(messages.c.created_at >= anchor_time, position > anchor_position)
             .order_by(messages.c.created_at, messages.c.id)
             .limit(bindparam(f"inc{i}_next"))
         )
