@@ -28,21 +28,22 @@ from composite_store.config import DomainConfig, StoreConfig
 from composite_store.errors import ConfigurationError
 from composite_store.sqltypes import dumps
 
-# Execution options carried by write transactions and by reads; only the SQLite hook reads
-# them (PostgreSQL reads use AUTOCOMMIT instead, see ``for_reads``).
+# Execution options carried by write transactions and by autocommit connections; only the
+# SQLite hook reads them (PostgreSQL uses the AUTOCOMMIT isolation level, see ``autocommit``).
 WRITE_TRANSACTION: dict[str, Any] = {"composite_store_write": True}
-_READ: dict[str, Any] = {"composite_store_read": True}
+_AUTOCOMMIT: dict[str, Any] = {"composite_store_autocommit": True}
 
 
-def for_reads(engine: AsyncEngine) -> AsyncEngine:
-    """The engine a store reads through: no BEGIN/COMMIT around a read.
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for statements that need no BEGIN/COMMIT around them: reads, and writes
+    made of a single statement (atomic by itself).
 
     Under READ COMMITTED (PostgreSQL) and in WAL mode (SQLite) each statement sees its own
     consistent snapshot anyway; an explicit transaction would only add round trips.
     """
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine.execution_options(**_READ)
+    return engine.execution_options(**_AUTOCOMMIT)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        if options.get("composite_store_read") or options.get("isolation_level") == "AUTOCOMMIT":
+        if (
+            options.get("composite_store_autocommit")
+            or options.get("isolation_level") == "AUTOCOMMIT"
+        ):
             return  # statement-level autocommit
         write = options.get("composite_store_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -14,7 +14,7 @@ from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from composite_store.engines import WRITE_TRANSACTION, for_reads
+from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
 
 M = TypeVar("M")
@@ -127,7 +127,7 @@ class DomainStore:
     def __init__(self, engine: AsyncEngine, *, masked_url: str) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
-        self._read_engine = for_reads(engine)
+        self._autocommit_engine = autocommit(engine)
         self._statements: dict[str, Any] = {}
         self.masked_url = masked_url
 
@@ -149,16 +149,22 @@ class DomainStore:
         return found
 
     @asynccontextmanager
-    async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A connection for one call. ``write=True``: one transaction that takes SQLite's
-        write lock up front, committed on success. Otherwise autocommit reads."""
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One atomic unit of several statements, committed on success. On SQLite it takes
+        the write lock up front (``BEGIN IMMEDIATE``), so two writers never deadlock."""
         try:
-            if write:
-                async with self._write_engine.begin() as conn:
-                    yield conn
-            else:
-                async with self._read_engine.connect() as conn:
-                    yield conn
+            async with self._write_engine.begin() as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc, self.domain, self.masked_url) from exc
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits on its own: for reads, and for writes
+        made of one statement (atomic by itself), without BEGIN/COMMIT round trips."""
+        try:
+            async with self._autocommit_engine.connect() as conn:
+                yield conn
         except DRIVER_ERRORS as exc:
             raise translate_error(exc, self.domain, self.masked_url) from exc
 

@@ -83,13 +83,14 @@ class MemoryStore(DomainStore):
                 update=["resource_id", "title", "metadata", "updated_at"],
             ).returning(*model_columns(Thread)),
         )
-        async with self._transaction(write=True) as conn:
+        # one statement: atomic by itself
+        async with self._autocommit() as conn:
             stored = (await conn.execute(stmt, row)).one()
         return hydrate(Thread, stored)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         v.require_id(thread_id, "thread_id")
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             return await _get(conn, Thread, threads.c.id == thread_id)
 
     async def update_thread(
@@ -103,7 +104,7 @@ class MemoryStore(DomainStore):
         v.require_id(thread_id, "thread_id")
         v.optional_text(title, "title")
         v.optional_json(metadata, "metadata")
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             current = await _get(conn, Thread, threads.c.id == thread_id, for_update=True)
             if current is None:
                 raise NotFoundError(f"thread {thread_id!r} does not exist")
@@ -123,7 +124,7 @@ class MemoryStore(DomainStore):
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and its messages; deleting a missing thread does nothing."""
         v.require_id(thread_id, "thread_id")
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             await conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
             await conn.execute(delete(threads).where(threads.c.id == thread_id))
 
@@ -149,7 +150,7 @@ class MemoryStore(DomainStore):
         column = threads.c[order_by]
         order = (column.desc(), threads.c.id.desc()) if descending else (column, threads.c.id)
         stmt = select(*model_columns(Thread)).where(*where).order_by(*order)
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             return await fetch_page(conn, Thread, stmt, page, per_page)
 
     # -- messages -------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class MemoryStore(DomainStore):
                 update=["thread_id", "resource_id", "role", "type", "content"],
             ).returning(messages.c.id, messages.c.created_at),
         )
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             # Touching the threads first also proves they exist and locks them before the
             # messages: one round trip for both, and one lock order for every writer.
             await self._touch_threads(conn, thread_ids, require=True)
@@ -229,7 +230,7 @@ class MemoryStore(DomainStore):
             params.update(
                 {f"inc{i}": inc.id, f"inc{i}_prev": inc.previous, f"inc{i}_next": inc.next}
             )
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             rows = (await conn.execute(page_stmt, params)).all()
             in_page = [row for row in rows if row._mapping[IN_PAGE]]
             beyond = None
@@ -257,7 +258,7 @@ class MemoryStore(DomainStore):
             .where(messages.c.id.in_(wanted))
             .order_by(messages.c.created_at, messages.c.id)
         )
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             return [hydrate(Message, row) for row in await conn.execute(stmt)]
 
     async def update_messages(self, updates: Sequence[Mapping[str, Any]]) -> list[Message]:
@@ -267,7 +268,7 @@ class MemoryStore(DomainStore):
         if not checked:
             return []
         by_id = {u["id"]: u for u in checked}
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             stmt = (
                 select(*model_columns(Message))
                 .where(messages.c.id.in_(list(by_id)))
@@ -301,7 +302,7 @@ class MemoryStore(DomainStore):
         wanted = v.require_ids(ids, "ids")
         if not wanted:
             return
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             stmt = delete(messages).where(messages.c.id.in_(wanted)).returning(messages.c.thread_id)
             thread_ids = sorted(set((await conn.execute(stmt)).scalars()))
             await self._touch_threads(conn, thread_ids)
@@ -329,13 +330,14 @@ class MemoryStore(DomainStore):
     # -- resources ------------------------------------------------------------------------
     async def get_resource(self, resource_id: str) -> Resource | None:
         v.require_id(resource_id, "resource_id")
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             return await _get(conn, Resource, resources.c.id == resource_id)
 
     async def save_resource(self, resource: Resource) -> Resource:
         """Insert or replace a resource by id (``created_at`` of an existing one is kept)."""
         row = _resource_row(resource)
-        async with self._transaction(write=True) as conn:
+        # one statement: atomic by itself
+        async with self._autocommit() as conn:
             return hydrate(Resource, (await conn.execute(self._save_resource(), row)).one())
 
     async def update_resource(
@@ -349,7 +351,7 @@ class MemoryStore(DomainStore):
         v.require_id(resource_id, "resource_id")
         v.optional_text(working_memory, "working_memory")
         v.optional_json(metadata, "metadata")
-        async with self._transaction(write=True) as conn:
+        async with self._transaction() as conn:
             current = await _get(conn, Resource, resources.c.id == resource_id, for_update=True)
             now = utcnow()
             if current is None:

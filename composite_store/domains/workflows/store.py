@@ -71,7 +71,8 @@ class WorkflowsStore(DomainStore):
             stmt = self._statement("persist_cas", self._persist_cas_statement)
             row = {f"b_{name}": value for name, value in row.items()}
             row["b_expected_version"] = expected_version
-        async with self._transaction(write=True) as conn:
+        # one statement (the version read only explains a conflict)
+        async with self._autocommit() as conn:
             stored = (await conn.execute(stmt, row)).first()
             if stored is None:
                 key = (runs.c.workflow_name == workflow_name) & (runs.c.run_id == run_id)
@@ -142,7 +143,7 @@ class WorkflowsStore(DomainStore):
             ),
         )
         params = {"workflow_name": workflow_name, "run_id": run_id}
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             found: dict[str, Any] | None = await conn.scalar(stmt, params)
         return found
 
@@ -154,7 +155,7 @@ class WorkflowsStore(DomainStore):
         if workflow_name is not None:
             stmt = stmt.where(runs.c.workflow_name == workflow_name)
         stmt = stmt.order_by(runs.c.created_at.desc()).limit(1)
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else hydrate(WorkflowRun, row)
 
@@ -192,14 +193,15 @@ class WorkflowsStore(DomainStore):
             .where(*where)
             .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
         )
-        async with self._transaction() as conn:
+        async with self._autocommit() as conn:
             return await fetch_page(conn, WorkflowRun, stmt, page, per_page)
 
     async def delete_run(self, workflow_name: str, run_id: str) -> None:
         """Delete a run; deleting a missing run does nothing."""
         v.require_id(workflow_name, "workflow_name")
         v.require_id(run_id, "run_id")
-        async with self._transaction(write=True) as conn:
+        # one statement: atomic by itself
+        async with self._autocommit() as conn:
             await conn.execute(
                 delete(runs).where(runs.c.workflow_name == workflow_name, runs.c.run_id == run_id)
             )
