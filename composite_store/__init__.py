@@ -6,6 +6,8 @@
 """
 
 from composite_store.composite import CompositeStore
+from composite_store.domains.memory.store import Include
+from composite_store.domains.scores.store import ScoreStats
 from composite_store.errors import (
     CompositeStoreError,
     ConfigurationError,
@@ -25,9 +27,11 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DomainUnavailableError",
+    "Include",
     "NotFoundError",
     "Page",
     "SchemaOutOfDateError",
+    "ScoreStats",
     "ValidationError",
 ]
 __version__ = "0.1.0"

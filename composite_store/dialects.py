@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -44,6 +55,79 @@ def _insert(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Inser
     if dialect_name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"upsert on {dialect_name}")
+
+
+def final(stmt: Select[Any], table: Table) -> Select[Any]:
+    """Read ``table`` deduplicated: ClickHouse's ReplacingMergeTree keeps older versions of a
+    row until a merge, ``FINAL`` folds them at read time. Other backends ignore the hint."""
+    return stmt.with_hint(table, "FINAL", dialect_name="clickhouse")
+
+
+def score_stats_select(
+    dialect_name: str,
+    table: Table,
+    value: ColumnElement[float],
+    where: Sequence[ColumnElement[bool]],
+    group: ColumnElement[Any] | None,
+    threshold: float,
+    *,
+    final_table: Table | None = None,
+) -> Select[Any]:
+    """count, mean, p50, p95 and pass_rate (share of values >= threshold) of ``value``,
+    optionally per ``group`` (labelled "group"), as one statement.
+
+    The percentiles interpolate like PostgreSQL's ``percentile_cont``. PostgreSQL has it;
+    SQLite has no percentile function, so there the rows are ranked with window functions
+    and the two ranks around each percentile are interpolated, still in the database.
+    """
+    passed = func.avg(case((value >= threshold, 1.0), else_=0.0))
+    if dialect_name == "postgresql":
+        columns = [
+            func.count().label("count"),
+            func.avg(value).label("mean"),
+            func.percentile_cont(0.5).within_group(value).label("p50"),
+            func.percentile_cont(0.95).within_group(value).label("p95"),
+            passed.label("pass_rate"),
+        ]
+        stmt = select(*columns).select_from(table).where(*where)
+        if group is not None:
+            stmt = stmt.add_columns(group.label("group")).group_by(group)
+        return stmt
+    group_key = group if group is not None else literal(1)
+    ranked = (
+        select(
+            group_key.label("g"),
+            value.label("v"),
+            (func.row_number().over(partition_by=group_key, order_by=value) - 1).label("rn"),
+            func.count().over(partition_by=group_key).label("n"),
+        )
+        .select_from(table)
+        .where(*where)
+        .subquery()
+    )
+
+    def percentile(q: float) -> ColumnElement[Any]:
+        position = (ranked.c.n - 1) * q
+        low = cast(position, Integer)  # floor: positions are >= 0
+        weight = position - low
+        return func.sum(
+            case(
+                (ranked.c.rn == low, ranked.c.v * (1 - weight)),
+                (ranked.c.rn == low + 1, ranked.c.v * weight),
+                else_=0.0,
+            )
+        )
+
+    stmt = select(
+        func.count().label("count"),
+        func.avg(ranked.c.v).label("mean"),
+        percentile(0.5).label("p50"),
+        percentile(0.95).label("p95"),
+        func.avg(case((ranked.c.v >= threshold, 1.0), else_=0.0)).label("pass_rate"),
+    )
+    if group is not None:
+        stmt = stmt.add_columns(ranked.c.g.label("group")).group_by(ranked.c.g)
+    return stmt
 
 
 def json_field_equals(

@@ -96,7 +96,10 @@ def require_choice(value: object, name: str, choices: Iterable[str]) -> str:
 def require_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{name} must be a number, got {_show(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValidationError(f"{name} is outside the float range") from None
     if not math.isfinite(number):
         raise ValidationError(f"{name} must be finite, got {number}")
     return number
