@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from composite_store.composite import CompositeStore
 from composite_store.config import DEFAULT_URL
 from composite_store.domains.memory.store import Include
-from composite_store.models import Message, Thread
+from composite_store.models import Agent, Message, Score, Thread
 
 CONVERSATION = [
     ("user", "Hi! Can you plan a three-day trip to Lisbon for me?"),
@@ -31,12 +31,14 @@ async def run_demo(url: str = DEFAULT_URL) -> int:
         for domain, info in store.describe().items():
             print(f"  {domain:<14} -> {info['backend']:<10} {info['url']}")
         print()
-        await _memory_and_workflows(store)
+        run = uuid.uuid4().hex[:8]
+        await _memory_and_workflows(store, run)
+        await _scores(store, run)
+        await _agents(store, run)
     return 0
 
 
-async def _memory_and_workflows(store: CompositeStore) -> None:
-    run = uuid.uuid4().hex[:8]
+async def _memory_and_workflows(store: CompositeStore, run: str) -> None:
     thread_id, user = f"demo-thread-{run}", "demo-user"
     start = datetime.now(UTC)
 
@@ -95,3 +97,52 @@ async def _memory_and_workflows(store: CompositeStore) -> None:
             f"version={stored.version} snapshot={stored.snapshot}"
         )
     print(f"  ({runs.total} runs for {user!r} in total)")
+
+
+async def _scores(store: CompositeStore, run: str) -> None:
+    """A relevance scorer grades each assistant answer of the conversation."""
+    thread_id = f"demo-thread-{run}"
+    answers = [i for i, (role, _) in enumerate(CONVERSATION) if role == "assistant"]
+    for n, i in enumerate(answers):
+        await store.scores.save_score(
+            Score(
+                id=f"score-{run}-{i}",
+                scorer_id="relevance",
+                score=[0.72, 0.95][n % 2],
+                entity_type="message",
+                entity_id=f"{thread_id}-{i}",
+                run_id=f"plan-{run}",
+                reason="answers the question" if n % 2 else "asks for preferences first",
+            )
+        )
+    mine = await store.scores.list_scores(run_id=f"plan-{run}")
+    overall = await store.scores.aggregate_scores(scorer_id="relevance", pass_threshold=0.8)
+    print("scores:")
+    for score in mine.items:
+        print(f"  {score.scorer_id} {score.entity_id}: {score.score} ({score.reason})")
+    print(
+        f"  relevance over all demo runs: count={overall.count} mean={overall.mean:.3f} "
+        f"p50={overall.p50:.3f} p95={overall.p95:.3f} pass_rate={overall.pass_rate:.2f}"
+    )
+
+
+async def _agents(store: CompositeStore, run: str) -> None:
+    """The trip planner agent, then a new version with better instructions."""
+    agent_id = f"trip-planner-{run}"
+    await store.agents.create_agent(
+        Agent(
+            id=agent_id,
+            name="Trip planner",
+            instructions="Plan trips.",
+            model="gpt-x",
+            metadata_={"demo": True},
+        )
+    )
+    agent = await store.agents.update_agent(
+        agent_id, instructions="Plan trips; ask about food preferences first."
+    )
+    history = await store.agents.list_versions(agent_id)
+    print("agents:")
+    print(f"  {agent.name} ({agent_id}): active version {agent.active_version}")
+    for version in history.items:
+        print(f"    v{version.version_number}: {version.instructions!r} on {version.model}")
