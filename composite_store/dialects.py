@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
     Integer,
     Select,
     Table,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    insert,
     literal,
     select,
 )
@@ -31,14 +33,19 @@ def upsert(
     key: Sequence[str],
     update: Sequence[str] = (),
     overrides: Mapping[str, Callable[[Table, Any], Any]] | None = None,
-) -> postgresql.Insert | sqlite.Insert:
+) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` (or ``DO NOTHING`` with nothing to update).
 
     The rows are execute() parameters, not part of the statement: SQLAlchemy then caches the
     compiled statement and sends a list of rows as multi-row INSERTs ("insertmanyvalues").
     ``update`` columns take the new row's value; ``overrides`` build a column's new value
     from ``(table, excluded)``.
+
+    On ClickHouse an upsert is a plain INSERT: its tables are ReplacingMergeTrees, where the
+    newest row version of a key wins (read with ``final``). ``DO NOTHING`` cannot be had there.
     """
+    if dialect_name == "clickhouse":
+        return insert(table)
     stmt = _insert(dialect_name, table)
     if not update and not overrides:
         return stmt.on_conflict_do_nothing(index_elements=list(key))
@@ -63,6 +70,14 @@ def final(stmt: Select[Any], table: Table) -> Select[Any]:
     return stmt.with_hint(table, "FINAL", dialect_name="clickhouse")
 
 
+def _percentile(dialect_name: str, value: ColumnElement[float], q: float) -> Any:
+    if dialect_name == "clickhouse":
+        # quantileExactInclusive does not exist on 18.16; quantile() interpolates the same way
+        # (exactly, for up to 8192 values per group; sampled beyond)
+        return func.quantile(q, value)
+    return func.percentile_cont(q).within_group(value)
+
+
 def score_stats_select(
     dialect_name: str,
     table: Table,
@@ -81,15 +96,17 @@ def score_stats_select(
     and the two ranks around each percentile are interpolated, still in the database.
     """
     passed = func.avg(case((value >= threshold, 1.0), else_=0.0))
-    if dialect_name == "postgresql":
+    if dialect_name in ("postgresql", "clickhouse"):
         columns = [
             func.count().label("count"),
             func.avg(value).label("mean"),
-            func.percentile_cont(0.5).within_group(value).label("p50"),
-            func.percentile_cont(0.95).within_group(value).label("p95"),
+            _percentile(dialect_name, value, 0.5).label("p50"),
+            _percentile(dialect_name, value, 0.95).label("p95"),
             passed.label("pass_rate"),
         ]
         stmt = select(*columns).select_from(table).where(*where)
+        if final_table is not None:
+            stmt = final(stmt, final_table)
         if group is not None:
             stmt = stmt.add_columns(group.label("group")).group_by(group)
         return stmt

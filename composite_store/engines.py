@@ -5,6 +5,8 @@ Backend tuning lives here and nowhere else:
   failing), foreign keys on, and real transactions: pysqlite's implicit BEGIN is switched off and
   we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for writes so that two writers never deadlock
   upgrading read locks.
+- ClickHouse: the synchronous driver run in worker threads behind the async API (see
+  ``composite_store.clickhouse``), with bounded connect/receive timeouts.
 - PostgreSQL: asyncpg, a pre-ping that costs no round trip on the hot path (see
   ``_pre_ping_postgresql``) so a restarted server is survived, a bounded connect timeout so a
   down server fails fast, JIT off (it only slows the small queries we send).
@@ -74,8 +76,31 @@ def create_engine_for(config: DomainConfig, options: EngineOptions) -> AsyncEngi
         )
         _pre_ping_postgresql(engine, options.ping_after_idle)
         return engine
+    if config.backend == "clickhouse":
+        return _clickhouse_engine(config, options)
     raise ConfigurationError(
         f"domain {config.domain!r}: the {config.backend} backend is not available in this build"
+    )
+
+
+def _clickhouse_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
+    """clickhouse-sqlalchemy's synchronous driver in worker threads (composite_store.clickhouse),
+    with bounded timeouts so a down server fails fast instead of hanging."""
+    from composite_store.clickhouse import ASYNC_DRIVERS
+
+    url = config.url.set(drivername=f"clickhouse+{ASYNC_DRIVERS[config.url.drivername]}")
+    if config.url.drivername == "clickhouse+native":
+        timeouts = {
+            "connect_timeout": str(options.connect_timeout),
+            "send_receive_timeout": str(max(options.connect_timeout, 60.0)),
+        }
+        url = url.update_query_dict({k: v for k, v in timeouts.items() if k not in url.query})
+    return create_async_engine(
+        url,
+        pool_size=options.pool_size,
+        max_overflow=options.max_overflow,
+        pool_pre_ping=True,  # no transactions here: the ping is one cheap round trip
+        echo=options.echo,
     )
 
 

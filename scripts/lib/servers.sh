@@ -52,6 +52,36 @@ ensure_postgres() {
 
 ensure_clickhouse() {
   if [ -n "${COMPOSITE_STORE_TEST_CLICKHOUSE:-}" ]; then return 0; fi
-  SKIP_REASON="ClickHouse support arrives with the observability domain"
+  local server tcp=19000 http=18123 dir pid i
+  server=$(command -v clickhouse-server || true)
+  if [ -z "$server" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test: installing clickhouse-server (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server; } >/dev/null 2>&1 || true
+    server=$(command -v clickhouse-server || true)
+  fi
+  if [ -z "$server" ]; then SKIP_REASON="no clickhouse-server binary (Debian package clickhouse-server)"; return 1; fi
+  dir=$(mktemp -d /tmp/cs-ch.XXXXXX)
+  mkdir -p "$dir"/{data,tmp,log,user_files,format_schemas}
+  sed "s#@CHDIR@#$dir#g; s#@TCP_PORT@#$tcp#; s#@HTTP_PORT@#$http#" scripts/clickhouse/config.xml >"$dir/config.xml"
+  cp scripts/clickhouse/users.xml "$dir/users.xml"
+  ( cd "$dir" && exec "$server" --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 ) &
+  pid=$!
+  _STOP_COMMANDS+=("kill -TERM $pid; for _ in \$(seq 1 150); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; kill -KILL $pid 2>/dev/null; rm -rf '$dir'")
+  for i in $(seq 1 300); do  # up to 30 s
+    if ! kill -0 "$pid" 2>/dev/null; then
+      SKIP_REASON="clickhouse-server exited at start: $(tail -n 3 "$dir"/log/*.log 2>/dev/null | tr '\n' ' ')"; return 1
+    fi
+    if python - "$tcp" <<'PY' >/dev/null 2>&1
+import sys
+from clickhouse_driver import Client
+Client("127.0.0.1", port=int(sys.argv[1]), connect_timeout=1).execute("SELECT 1")
+PY
+    then
+      export COMPOSITE_STORE_TEST_CLICKHOUSE="clickhouse://default@127.0.0.1:$tcp/default"
+      return 0
+    fi
+    sleep 0.1
+  done
+  SKIP_REASON="clickhouse-server did not answer within 30 s (logs in $dir/log)"
   return 1
 }

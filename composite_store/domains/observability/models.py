@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from clickhouse_sqlalchemy import engines
 from sqlalchemy import Index, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
-from composite_store.domains.base import domain_metadata
+from composite_store.domains.base import domain_metadata, relational_only
 from composite_store.sqltypes import Id, JSONDocument, UTCDateTime, utcnow
 
 
@@ -19,13 +20,22 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True):
 class Span(Base):
     __tablename__ = "spans"
     __table_args__ = (
-        Index("ix_spans_trace_started", "trace_id", "started_at"),
+        relational_only(Index("ix_spans_trace_started", "trace_id", "started_at")),
         # Root spans by start time: the list_traces query, without scanning child spans.
-        Index(
-            "ix_spans_root_started",
-            "started_at",
-            postgresql_where=text("parent_span_id IS NULL"),
-            sqlite_where=text("parent_span_id IS NULL"),
+        relational_only(
+            Index(
+                "ix_spans_root_started",
+                "started_at",
+                postgresql_where=text("parent_span_id IS NULL"),
+                sqlite_where=text("parent_span_id IS NULL"),
+            )
+        ),
+        # ClickHouse only (the others ignore it): an update inserts a newer row version,
+        # updated_at (microseconds) decides which one FINAL keeps.
+        engines.ReplacingMergeTree(
+            version="updated_at",
+            order_by=("trace_id", "span_id"),
+            partition_by=text("toYYYYMM(toDateTime(intDiv(started_at, 1000000)))"),
         ),
     )
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from clickhouse_sqlalchemy import engines
 from sqlalchemy import Double, Index
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
-from composite_store.domains.base import domain_metadata
+from composite_store.domains.base import domain_metadata, relational_only
 from composite_store.sqltypes import Id, JSONDocument, LongText, UTCDateTime, utcnow
 
 
@@ -19,10 +20,12 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True):
 class Score(Base):
     __tablename__ = "scores"
     __table_args__ = (
-        Index("ix_scores_scorer_created", "scorer_id", "created_at"),
-        Index("ix_scores_run_id", "run_id"),
-        Index("ix_scores_entity", "entity_id", "entity_type"),
-        Index("ix_scores_trace_span", "trace_id", "span_id"),
+        relational_only(Index("ix_scores_scorer_created", "scorer_id", "created_at")),
+        relational_only(Index("ix_scores_run_id", "run_id")),
+        relational_only(Index("ix_scores_entity", "entity_id", "entity_type")),
+        relational_only(Index("ix_scores_trace_span", "trace_id", "span_id")),
+        # ClickHouse only (the others ignore it): a re-saved score is a new row version.
+        engines.ReplacingMergeTree(order_by=("id",)),
     )
 
     id: Mapped[str] = mapped_column(Id(), primary_key=True)

@@ -5,10 +5,13 @@ Revises:
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from clickhouse_sqlalchemy import engines
 
+from composite_store.clickhouse import create_table
 from composite_store.sqltypes import Id, JSONDocument, LongText, UTCDateTime
 
 revision: str = "scores_0001"
@@ -17,9 +20,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
-        "scores",
+def columns() -> list[sa.Column[Any]]:
+    return [
         sa.Column("id", Id(), nullable=False),
         sa.Column("scorer_id", Id(), nullable=False),
         sa.Column("score", sa.Double(), nullable=False),
@@ -32,8 +34,17 @@ def upgrade() -> None:
         sa.Column("reason", LongText(nullable=True), nullable=True),
         sa.Column("metadata", JSONDocument(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_scores")),
-    )
+    ]
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "clickhouse":
+        # A re-saved score is a new row version; FINAL keeps the last one per id.
+        engine = engines.ReplacingMergeTree(order_by=("id",))
+        create_table(bind, sa.Table("scores", sa.MetaData(), *columns(), engine))
+        return
+    op.create_table("scores", *columns(), sa.PrimaryKeyConstraint("id", name=op.f("pk_scores")))
     op.create_index("ix_scores_entity", "scores", ["entity_id", "entity_type"], unique=False)
     op.create_index("ix_scores_run_id", "scores", ["run_id"], unique=False)
     op.create_index("ix_scores_scorer_created", "scores", ["scorer_id", "created_at"], unique=False)
@@ -41,9 +52,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_scores_trace_span", "scores")
-    op.drop_index("ix_scores_scorer_created", "scores")
-    op.drop_index("ix_scores_run_id", "scores")
-    op.drop_index("ix_scores_entity", "scores")
-
+    if op.get_bind().dialect.name != "clickhouse":
+        op.drop_index("ix_scores_trace_span", "scores")
+        op.drop_index("ix_scores_scorer_created", "scores")
+        op.drop_index("ix_scores_run_id", "scores")
+        op.drop_index("ix_scores_entity", "scores")
     op.drop_table("scores")
