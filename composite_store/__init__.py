@@ -7,6 +7,7 @@
 
 from composite_store.composite import CompositeStore
 from composite_store.domains.memory.store import Include
+from composite_store.domains.observability.store import Trace
 from composite_store.domains.scores.store import ScoreStats
 from composite_store.errors import (
     CompositeStoreError,
@@ -32,6 +33,7 @@ __all__ = [
     "Page",
     "SchemaOutOfDateError",
     "ScoreStats",
+    "Trace",
     "ValidationError",
 ]
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store.sqltypes import dumps
 
@@ -68,6 +69,22 @@ def final(stmt: Select[Any], table: Table) -> Select[Any]:
     """Read ``table`` deduplicated: ClickHouse's ReplacingMergeTree keeps older versions of a
     row until a merge, ``FINAL`` folds them at read time. Other backends ignore the hint."""
     return stmt.with_hint(table, "FINAL", dialect_name="clickhouse")
+
+
+def for_update(dialect_name: str, stmt: Select[Any]) -> Select[Any]:
+    """Lock the selected rows for the rest of the transaction. SQLite needs no row lock (its
+    write transaction holds the database lock); ClickHouse has neither locks nor
+    transactions, and its writes are new row versions that cannot conflict."""
+    return stmt if dialect_name == "clickhouse" else stmt.with_for_update()
+
+
+async def after_delete(conn: AsyncConnection, table: Table) -> None:
+    """ClickHouse deletes are asynchronous mutations: wait until this one is applied, so a
+    read after delete_* never sees the deleted rows."""
+    if conn.dialect.name == "clickhouse":
+        from composite_store.clickhouse import wait_for_mutations
+
+        await conn.run_sync(wait_for_mutations, table.name)
 
 
 def _percentile(dialect_name: str, value: ColumnElement[float], q: float) -> Any:

@@ -1,9 +1,261 @@
-"""The observability domain's async store."""
+"""The observability domain's async store: trace spans.
+
+Writes are idempotent by ``(trace_id, span_id)`` so that a retried batch never duplicates a
+span: PostgreSQL and SQLite ignore a span they already have; on ClickHouse a ReplacingMergeTree
+keeps one row per key (the newest ``updated_at``), read with FINAL. An update is the same on
+every backend: read the span, merge, write the whole row back.
+"""
 
 from __future__ import annotations
 
-from composite_store.domains.base import DomainStore
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, select
+
+from composite_store import validation as v
+from composite_store.dialects import after_delete, final, for_update, upsert
+from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
+from composite_store.domains.observability.models import Span
+from composite_store.errors import NotFoundError, ValidationError
+from composite_store.pagination import Page, check_page, fetch_page
+from composite_store.sqltypes import utcnow
+
+if TYPE_CHECKING:
+    from composite_store.domains.observability.writer import SpanWriter
+
+spans = table_of(Span)
+KEY = ("trace_id", "span_id")
+FILTERS = (
+    "span_type",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "user_id",
+    "resource_id",
+    "run_id",
+    "session_id",
+    "thread_id",
+    "environment",
+    "service_name",
+)
+STATUSES = ("error", "running", "success")
+ORDER_FIELDS = ("started_at", "ended_at")
+UPDATABLE = tuple(c.name for c in spans.c if c.name not in (*KEY, "created_at", "updated_at"))
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A trace: its spans ordered by ``started_at``."""
+
+    trace_id: str
+    spans: list[Span]
 
 
 class ObservabilityStore(DomainStore):
     domain = "observability"
+
+    async def create_span(self, span: Span) -> None:
+        await self.batch_create_spans([span])
+
+    async def batch_create_spans(self, spans_: Sequence[Span]) -> None:
+        """Store spans; a span already stored (same trace_id and span_id) is left as it is,
+        so a batch can be retried safely."""
+        if isinstance(spans_, Span) or not isinstance(spans_, Iterable):
+            raise ValidationError("batch_create_spans takes a list of Span objects")
+        rows = [span_row(span, f"spans[{i}]") for i, span in enumerate(spans_)]
+        await self.insert_rows(rows)
+
+    async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write checked rows (``span_row``); the span writer's path."""
+        if not rows:
+            return
+        stmt = self._statement("insert_spans", lambda: upsert(self.dialect, spans, key=KEY))
+        async with self._autocommit() as conn:  # one statement: atomic by itself
+            await conn.execute(stmt, _unique(rows))
+
+    async def update_span(self, trace_id: str, span_id: str, **fields: Any) -> Span:
+        """Change some fields of a stored span (``NotFoundError`` if there is none)."""
+        v.require_id(trace_id, "trace_id")
+        v.require_id(span_id, "span_id")
+        v.reject_unknown(fields, UPDATABLE, "update_span")
+        async with self._transaction() as conn:
+            stmt = for_update(self.dialect, self._get_statement())
+            row = (await conn.execute(stmt, {"trace_id": trace_id, "span_id": span_id})).first()
+            if row is None:
+                raise NotFoundError(f"span {trace_id}/{span_id} does not exist")
+            span = hydrate(Span, row)
+            for name, value in fields.items():
+                setattr(span, name, value)
+            span.updated_at = max(utcnow(), span.updated_at)
+            values = span_row(span, "update")
+            replace = upsert(
+                self.dialect, spans, key=KEY, update=[n for n in values if n not in KEY]
+            )
+            await conn.execute(replace, [values])
+        return span
+
+    async def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        v.require_id(trace_id, "trace_id")
+        v.require_id(span_id, "span_id")
+        async with self._autocommit() as conn:
+            stmt = self._get_statement()
+            row = (await conn.execute(stmt, {"trace_id": trace_id, "span_id": span_id})).first()
+        return None if row is None else hydrate(Span, row)
+
+    def _get_statement(self) -> Any:
+        return self._statement(
+            "get_span",
+            lambda: final(
+                select(*model_columns(Span)).where(
+                    spans.c.trace_id == bindparam("trace_id"),
+                    spans.c.span_id == bindparam("span_id"),
+                ),
+                spans,
+            ),
+        )
+
+    async def get_trace(self, trace_id: str) -> Trace | None:
+        """Every span of a trace, ordered by ``started_at`` (ties by span_id)."""
+        v.require_id(trace_id, "trace_id")
+        stmt = self._statement(
+            "get_trace",
+            lambda: final(
+                select(*model_columns(Span))
+                .where(spans.c.trace_id == bindparam("trace_id"))
+                .order_by(spans.c.started_at, spans.c.span_id),
+                spans,
+            ),
+        )
+        async with self._autocommit() as conn:
+            rows = (await conn.execute(stmt, {"trace_id": trace_id})).all()
+        if not rows:
+            return None
+        return Trace(trace_id, [hydrate(Span, row) for row in rows])
+
+    async def list_traces(
+        self,
+        *,
+        span_type: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        user_id: str | None = None,
+        resource_id: str | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        thread_id: str | None = None,
+        environment: str | None = None,
+        service_name: str | None = None,
+        status: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page: int = 0,
+        per_page: int | None = 100,
+        order_by: str = "started_at",
+        descending: bool = True,
+    ) -> Page[Span]:
+        """Root spans (one per trace) matching every given filter. By ``ended_at`` descending,
+        running traces (not ended yet) come first."""
+        given = {
+            "span_type": span_type,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "entity_name": entity_name,
+            "user_id": user_id,
+            "resource_id": resource_id,
+            "run_id": run_id,
+            "session_id": session_id,
+            "thread_id": thread_id,
+            "environment": environment,
+            "service_name": service_name,
+        }
+        where: list[ColumnElement[bool]] = [spans.c.parent_span_id.is_(None)]
+        for name, value in given.items():
+            if value is not None:
+                where.append(spans.c[name] == v.require_id(value, name))
+        if status is not None:
+            where.append(_status_is(v.require_choice(status, "status", STATUSES)))
+        first, last = v.check_range(start, end)
+        if first is not None:
+            where.append(spans.c.started_at >= first)
+        if last is not None:
+            where.append(spans.c.started_at <= last)
+        check_page(page, per_page)
+        column = spans.c[v.require_choice(order_by, "order_by", ORDER_FIELDS)]
+        order: list[ColumnElement[Any]] = (
+            [column.desc().nulls_first(), spans.c.trace_id.desc()]
+            if descending
+            else [column.asc().nulls_last(), spans.c.trace_id.asc()]
+        )
+        stmt = final(select(*model_columns(Span)).where(*where).order_by(*order), spans)
+        async with self._autocommit() as conn:
+            return await fetch_page(conn, Span, stmt, page, per_page)
+
+    async def delete_traces(self, trace_ids: Sequence[str]) -> None:
+        """Delete every span of these traces (missing ids are ignored)."""
+        wanted = v.require_ids(trace_ids, "trace_ids")
+        if not wanted:
+            return
+        async with self._autocommit() as conn:  # one statement
+            await conn.execute(delete(spans).where(spans.c.trace_id.in_(wanted)))
+            await after_delete(conn, spans)
+
+    def span_writer(
+        self,
+        max_batch: int = 500,
+        flush_interval: float = 1.0,
+        max_buffer: int = 10_000,
+        *,
+        outbox_path: str | Path | None = None,
+        max_backoff: float = 5.0,
+    ) -> SpanWriter:
+        """Background ingestion: ``submit()`` never waits on the database (see SpanWriter)."""
+        from composite_store.domains.observability.writer import SpanWriter
+
+        return SpanWriter(
+            self,
+            max_batch=max_batch,
+            flush_interval=flush_interval,
+            max_buffer=max_buffer,
+            outbox_path=outbox_path,
+            max_backoff=max_backoff,
+        )
+
+
+def _status_is(status: str) -> ColumnElement[bool]:
+    if status == "error":
+        return spans.c.error.is_not(None)
+    ended = spans.c.ended_at.is_(None) if status == "running" else spans.c.ended_at.is_not(None)
+    return and_(spans.c.error.is_(None), ended)
+
+
+def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per key in a batch (the last one wins)."""
+    return list({(row["trace_id"], row["span_id"]): row for row in rows}.values())
+
+
+def span_row(span: object, where: str) -> dict[str, Any]:
+    """Check a span and turn it into a row; raises ValidationError naming ``where``."""
+    if not isinstance(span, Span):
+        raise ValidationError(f"{where}: expected a Span, got {type(span).__name__}")
+    v.require_id(span.trace_id, f"{where}.trace_id")
+    v.require_id(span.span_id, f"{where}.span_id")
+    v.optional_id(span.parent_span_id, f"{where}.parent_span_id")
+    v.require_id(span.name, f"{where}.name")
+    started = v.require_datetime(span.started_at, f"{where}.started_at")
+    ended = v.optional_datetime(span.ended_at, f"{where}.ended_at")
+    if ended is not None and ended < started:
+        raise ValidationError(f"{where}: ended_at is before started_at")
+    for name in FILTERS:
+        v.optional_id(getattr(span, name), f"{where}.{name}")
+    v.optional_json(span.error, f"{where}.error")
+    v.require_json(span.attributes, f"{where}.attributes")
+    v.optional_json(span.input, f"{where}.input", dict_only=False)
+    v.optional_json(span.output, f"{where}.output", dict_only=False)
+    v.require_datetime(span.created_at, f"{where}.created_at")
+    v.require_datetime(span.updated_at, f"{where}.updated_at")
+    return row_values(span)
