@@ -167,13 +167,37 @@ def score_stats_select(
 def json_field_equals(
     dialect_name: str, column: ColumnElement[Any], key: str, value: Any
 ) -> ColumnElement[bool]:
-    """``column[key] == value`` for a JSON document column, compared as JSON."""
+    """``column[key] == value`` for a JSON document column, compared as JSON values (``true``
+    is not ``1``, ``null`` matches ``null``, object key order does not matter)."""
     if dialect_name == "postgresql":
         return column.op("->")(literal(key)) == func.cast(literal(dumps(value)), JSONB)
-    # SQLite: extract the same path from both sides, so scalars compare as SQL values and
-    # objects/arrays as canonical JSON text. The path is a bound parameter, never SQL text.
-    path = f'$."{key}"'  # keys are checked to hold no double quote
-    return func.json_extract(column, path) == func.json_extract(literal(dumps({key: value})), path)
+    return _sqlite_json_equals(column, f'$."{key}"', value)
+
+
+def _sqlite_json_equals(column: ColumnElement[Any], path: str, value: Any) -> ColumnElement[bool]:
+    """SQLite's json_extract flattens types (true -> 1, null -> NULL, objects -> text in stored
+    key order), so compare JSON type and value, leaf by leaf. Paths are bound parameters."""
+    kind = func.json_type(column, path)
+    if value is None:
+        return kind == "null"
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    if isinstance(value, int | float):
+        return and_(kind.in_(("integer", "real")), func.json_extract(column, path) == value)
+    if isinstance(value, str):
+        return and_(kind == "text", func.json_extract(column, path) == value)
+    if isinstance(value, list):
+        return and_(
+            kind == "array",
+            func.json_array_length(column, path) == len(value),
+            *(_sqlite_json_equals(column, f"{path}[{i}]", item) for i, item in enumerate(value)),
+        )
+    members = select(func.count()).select_from(func.json_each(column, path)).scalar_subquery()
+    return and_(
+        kind == "object",
+        members == len(value),
+        *(_sqlite_json_equals(column, f'{path}."{k}"', item) for k, item in value.items()),
+    )
 
 
 def json_matches(

@@ -67,10 +67,20 @@ def metadata_filter(value: object, name: str = "metadata") -> dict[str, Any] | N
     if value is None:
         return None
     filters = require_json(value, name)
-    for key in filters:
-        if not key or '"' in key:
-            raise ValidationError(f"{name} filter keys must be non-empty and hold no '\"'")
+    _check_filter_keys(filters, name)
     return dict(filters)
+
+
+def _check_filter_keys(value: Any, name: str) -> None:
+    """Keys become JSON paths: non-empty strings without double quotes, at every level."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or '"' in key:
+                raise ValidationError(f"{name} filter keys must be non-empty strings without '\"'")
+            _check_filter_keys(item, name)
+    elif isinstance(value, list):
+        for item in value:
+            _check_filter_keys(item, name)
 
 
 def require_datetime(value: object, name: str) -> datetime:

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, u
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store import validation as v
-from composite_store.dialects import json_matches
+from composite_store.dialects import json_matches, upsert
 from composite_store.domains.agents.models import Agent, AgentVersion
 from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
 from composite_store.errors import ConflictError, NotFoundError, ValidationError
@@ -36,11 +36,10 @@ class AgentsStore(DomainStore):
         """Store a new agent and its version 1 (``ConflictError`` if the id is taken)."""
         row = _agent_row(agent)
         row["active_version"] = 1
+        new_agent = upsert(self.dialect, agents, key=["id"]).returning(agents.c.id)  # DO NOTHING
         async with self._transaction() as conn:
-            exists = await conn.scalar(select(agents.c.id).where(agents.c.id == agent.id))
-            if exists is not None:
+            if (await conn.execute(new_agent, row)).first() is None:
                 raise ConflictError(f"agent {agent.id!r} already exists")
-            await conn.execute(insert(agents), row)
             await conn.execute(insert(versions), _version_row(row, 1, row["created_at"]))
         agent.active_version = 1
         return agent
