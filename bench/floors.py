@@ -251,3 +251,164 @@ class Sqlite3Floor:
         self._conn().close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+# -- spans (O1, O2) --------------------------------------------------------------------------
+SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, span_type, started_at, ended_at, attributes, "
+    "input, output, created_at, updated_at"
+)
+_JSON_SPAN_FIELDS = ("attributes", "input", "output")
+
+
+def _span_values(row: dict[str, Any], time: Any) -> tuple[Any, ...]:
+    return (
+        row["trace_id"],
+        row["span_id"],
+        row["parent_span_id"],
+        row["name"],
+        row["span_type"],
+        time(row["started_at"]),
+        time(row["ended_at"]),
+        json.dumps(row["attributes"]),
+        json.dumps(row["input"]),
+        json.dumps(row["output"]),
+        time(row["created_at"]),
+        time(row["updated_at"]),
+    )
+
+
+def _insert_spans_sql(rows: int, placeholder: Any) -> str:
+    values = ", ".join(
+        "(" + ", ".join(placeholder(r * 12 + c) for c in range(12)) + ")" for r in range(rows)
+    )
+    return (
+        f"INSERT INTO floor_spans ({SPAN_COLUMNS}) VALUES {values} "
+        "ON CONFLICT (trace_id, span_id) DO NOTHING"
+    )
+
+
+def _decode_spans(rows: list[Any]) -> int:
+    return len([[json.loads(row[i]) for i in (7, 8, 9)] for row in rows])
+
+
+PG_SPANS = """
+CREATE TABLE floor_spans (
+    trace_id text, span_id text, parent_span_id text, name text NOT NULL, span_type text,
+    started_at timestamptz NOT NULL, ended_at timestamptz, attributes jsonb NOT NULL,
+    input jsonb, output jsonb, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+    PRIMARY KEY (trace_id, span_id));
+CREATE INDEX ix_floor_spans_trace ON floor_spans (trace_id, started_at);
+"""
+SPAN_SELECT = f"SELECT {SPAN_COLUMNS} FROM floor_spans WHERE trace_id = {{0}} ORDER BY started_at"
+
+
+async def _pg_setup_spans(floor: AsyncpgFloor) -> None:
+    floor.pool = floor.pool or await asyncpg.create_pool(floor.dsn, min_size=1, max_size=5)
+    async with floor.pool.acquire() as conn:
+        await conn.execute("DROP TABLE IF EXISTS floor_spans")
+        await conn.execute(PG_SPANS)
+
+
+class _PgSpans:
+    async def setup_spans(self: Any) -> None:
+        await _pg_setup_spans(self)
+
+    async def create_spans(self: Any, batch: list[dict[str, Any]]) -> None:
+        args = [v for row in batch for v in _span_values(row, lambda t: t)]
+        sql = _insert_spans_sql(len(batch), lambda i: f"${i + 1}")
+        await self._pool().execute(sql, *args)
+
+    async def get_trace(self: Any, trace_id: str) -> int:
+        return _decode_spans(await self._pool().fetch(SPAN_SELECT.format("$1"), trace_id))
+
+    async def teardown_spans(self: Any) -> None:
+        async with self._pool().acquire() as conn:
+            await conn.execute("DROP TABLE IF EXISTS floor_spans")
+        await self._pool().close()
+        self.pool = None
+
+
+SQLITE_SPANS = (
+    PG_SPANS.replace("timestamptz", "TEXT").replace("jsonb", "TEXT").replace("text", "TEXT")
+)
+
+
+class _SqliteSpans:
+    async def setup_spans(self: Any) -> None:
+        if self.conn is None:
+            self.path.unlink(missing_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
+            for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
+                self.conn.execute(f"PRAGMA {pragma}")
+        self.conn.executescript("DROP TABLE IF EXISTS floor_spans;" + SQLITE_SPANS)
+
+    async def create_spans(self: Any, batch: list[dict[str, Any]]) -> None:
+        args = [v for row in batch for v in _span_values(row, lambda t: t.isoformat())]
+        # 12 parameters a row: stay under SQLite's 32,766 bound parameters per statement
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        step = 2000
+        for start in range(0, len(batch), step):
+            part = args[start * 12 : (start + step) * 12]
+            conn.execute(_insert_spans_sql(len(part) // 12, lambda i: "?"), part)
+        conn.execute("COMMIT")
+        await asyncio.sleep(0)
+
+    async def get_trace(self: Any, trace_id: str) -> int:
+        rows = self._conn().execute(SPAN_SELECT.format("?"), (trace_id,)).fetchall()
+        return _decode_spans(rows)
+
+    async def teardown_spans(self: Any) -> None:
+        await self.teardown()
+        self.conn = None
+
+
+class AsyncpgSpanFloor(_PgSpans, AsyncpgFloor):
+    pass
+
+
+class Sqlite3SpanFloor(_SqliteSpans, Sqlite3Floor):
+    pass
+
+
+class ClickHouseFloor:
+    """clickhouse-driver's native block INSERT and a FINAL select, called directly."""
+
+    name = "clickhouse-driver floor"
+    backend = "clickhouse"
+    TABLE = (
+        "CREATE TABLE floor_spans (trace_id String, span_id String, "
+        "parent_span_id Nullable(String), name String, span_type Nullable(String), "
+        "started_at Int64, ended_at Nullable(Int64), attributes String, "
+        "input Nullable(String), output Nullable(String), created_at Int64, updated_at Int64) "
+        "ENGINE = ReplacingMergeTree(updated_at) "
+        "PARTITION BY toYYYYMM(toDateTime(intDiv(started_at, 1000000))) "
+        "ORDER BY (trace_id, span_id)"
+    )
+
+    def __init__(self, url: str) -> None:
+        from clickhouse_driver import Client
+
+        self.client = Client.from_url(url.replace("clickhouse+native://", "clickhouse://"))
+
+    async def setup_spans(self) -> None:
+        self.client.execute("DROP TABLE IF EXISTS floor_spans")
+        self.client.execute(self.TABLE)
+
+    async def create_spans(self, batch: list[dict[str, Any]]) -> None:
+        from composite_store.sqltypes import to_micros
+
+        rows = [_span_values(row, to_micros) for row in batch]
+        self.client.execute(f"INSERT INTO floor_spans ({SPAN_COLUMNS}) VALUES", rows)
+        await asyncio.sleep(0)
+
+    async def get_trace(self, trace_id: str) -> int:
+        sql = SPAN_SELECT.replace("FROM floor_spans", "FROM floor_spans FINAL")
+        rows = self.client.execute(sql.format("%(t)s"), {"t": trace_id})
+        await asyncio.sleep(0)
+        return _decode_spans(rows)
+
+    async def teardown_spans(self) -> None:
+        self.client.execute("DROP TABLE IF EXISTS floor_spans")
+        self.client.disconnect()

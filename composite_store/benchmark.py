@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from composite_store.composite import CompositeStore
 from composite_store.domains.memory.store import Include
 from composite_store.errors import ConfigurationError
-from composite_store.models import Message, Thread
+from composite_store.models import Message, Span, Thread
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 WARMUP = 20
@@ -36,6 +36,9 @@ class Sizes:
     m3_calls: int = 300
     runs: int = 1_000
     loads: int = 1_000
+    traces: int = 5_000
+    span_batch: int = 500
+    trace_reads: int = 300
 
     def scaled(self, factor: float) -> Sizes:
         def s(n: int) -> int:
@@ -48,6 +51,9 @@ class Sizes:
             s(self.m3_calls),
             s(self.runs),
             s(self.loads),
+            s(self.traces),
+            self.span_batch,
+            s(self.trace_reads),
         )
 
 
@@ -64,6 +70,16 @@ class System(Protocol):
     async def persist(self, workflow: str, run_id: str, snapshot: dict[str, Any]) -> None: ...
     async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None: ...
     async def teardown(self) -> None: ...
+
+
+class SpanSystem(Protocol):
+    name: str
+    backend: str
+
+    async def setup_spans(self) -> None: ...
+    async def create_spans(self, batch: list[dict[str, Any]]) -> None: ...
+    async def get_trace(self, trace_id: str) -> int: ...
+    async def teardown_spans(self) -> None: ...
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -84,6 +100,33 @@ def make_messages(thread_id: str, count: int, rng: random.Random) -> list[dict[s
         }
         for i in range(count)
     ]
+
+
+def make_spans(traces: int, rng: random.Random, first: int = 0) -> list[dict[str, Any]]:
+    """10 spans a trace: a root and nine children, 200-char input/output."""
+    rows = []
+    for t in range(first, first + traces):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        root = f"{rng.getrandbits(64):016x}"
+        started = START + timedelta(milliseconds=t)
+        for i in range(10):
+            rows.append(
+                {
+                    "trace_id": trace_id,
+                    "span_id": root if i == 0 else f"{rng.getrandbits(64):016x}",
+                    "parent_span_id": None if i == 0 else root,
+                    "name": f"llm-call-{i}",
+                    "span_type": "model_generation",
+                    "started_at": started + timedelta(microseconds=i),
+                    "ended_at": started + timedelta(microseconds=i + 900),
+                    "attributes": {"model": "gpt-x", "tokens": 123},
+                    "input": _text(rng, 200),
+                    "output": _text(rng, 200),
+                    "created_at": started,
+                    "updated_at": started,
+                }
+            )
+    return rows
 
 
 def make_snapshot(rng: random.Random) -> dict[str, Any]:
@@ -176,6 +219,33 @@ async def run_workload(system: System, sizes: Sizes, seed: int = 1) -> Result:
     return result
 
 
+async def run_span_workload(system: SpanSystem, sizes: Sizes, seed: int = 1) -> Result:
+    """Steps O1 (batch_create_spans) and O2 (get_trace)."""
+    rng = random.Random(seed)
+    result = Result(system.name, system.backend)
+    await system.setup_spans()
+    try:
+        warm = make_spans(WARMUP, rng)
+        await system.create_spans(warm)
+        rows = make_spans(sizes.traces, rng, first=WARMUP)
+        batches = [rows[i : i + sizes.span_batch] for i in range(0, len(rows), sizes.span_batch)]
+        started = time.perf_counter()
+        for batch in batches:
+            await system.create_spans(batch)
+        elapsed = time.perf_counter() - started
+        result.steps["O1"] = {"spans_per_s": round(len(rows) / elapsed, 1)}
+        trace_ids = [row["trace_id"] for row in rows[::10]]
+        reads = [
+            _bind(system.get_trace, rng.choice(trace_ids))
+            for _ in range(WARMUP + sizes.trace_reads)
+        ]
+        await _timed(reads[:WARMUP])
+        result.steps["O2"] = _latency(await _timed(reads[WARMUP:]))
+    finally:
+        await system.teardown_spans()
+    return result
+
+
 def _bind(fn: Callable[..., Awaitable[Any]], *args: Any) -> Callable[[], Awaitable[Any]]:
     async def call() -> Any:
         return await fn(*args)
@@ -230,6 +300,22 @@ class CompositeSystem:
     async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None:
         return await self.store.workflows.load_snapshot(workflow, run_id)
 
+    async def setup_spans(self) -> None:
+        await self.store.init()
+        self._traces: list[str] = []
+
+    async def create_spans(self, batch: list[dict[str, Any]]) -> None:
+        await self.store.observability.batch_create_spans([Span(**row) for row in batch])
+        self._traces.extend(row["trace_id"] for row in batch if row["parent_span_id"] is None)
+
+    async def get_trace(self, trace_id: str) -> int:
+        trace = await self.store.observability.get_trace(trace_id)
+        return 0 if trace is None else len(trace.spans)
+
+    async def teardown_spans(self) -> None:
+        for start in range(0, len(self._traces), 1000):
+            await self.store.observability.delete_traces(self._traces[start : start + 1000])
+
     async def teardown(self) -> None:
         """Remove what the run wrote: the benchmark may run against a real database."""
         for tid in self._threads:
@@ -276,15 +362,17 @@ def load_floors() -> Any:
     return module
 
 
-def floor_for(store: CompositeStore, scratch: Path) -> System:
-    """The raw-driver floor on the same server as the store's memory domain."""
+def floor_for(store: CompositeStore, domain: str, scratch: Path) -> Any:
+    """The raw-driver floor on the same server as the store's ``domain``."""
     floors = load_floors()
-    config = store.config["memory"]
+    config = store.config[domain]
     if config.backend == "postgresql":
         dsn = config.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return floors.AsyncpgFloor(dsn)  # type: ignore[no-any-return]
+        return floors.AsyncpgSpanFloor(dsn)
     if config.backend == "sqlite":
-        return floors.Sqlite3Floor(scratch / "aw1_floor.db")  # type: ignore[no-any-return]
+        return floors.Sqlite3SpanFloor(scratch / f"aw1_floor_{domain}.db")
+    if config.backend == "clickhouse":
+        return floors.ClickHouseFloor(config.url.render_as_string(hide_password=False))
     raise ConfigurationError(f"no raw-driver floor for {config.backend}")
 
 
@@ -301,11 +389,20 @@ def median_result(results: list[Result]) -> Result:
 async def run_bench(
     store: CompositeStore, *, sizes: Sizes, rounds: int, scratch: Path
 ) -> tuple[Result, Result]:
-    """Store and floor alternately (A B A B ...), ``rounds`` times; medians of each."""
+    """Store and floor alternately (A B A B ...), ``rounds`` times; medians of each. The
+    memory/workflow steps run where those domains live, O1/O2 where observability lives."""
     ours: list[Result] = []
     floors: list[Result] = []
-    floor = floor_for(store, scratch)
+    floor = floor_for(store, "memory", scratch)
+    span_floor = floor_for(store, "observability", scratch)
     for round_number in range(rounds):
-        ours.append(await run_workload(CompositeSystem(store), sizes, seed=round_number))
-        floors.append(await run_workload(floor, sizes, seed=round_number))
+        mine = await run_workload(CompositeSystem(store), sizes, seed=round_number)
+        theirs = await run_workload(floor, sizes, seed=round_number)
+        mine.steps |= (await run_span_workload(CompositeSystem(store), sizes, round_number)).steps
+        spans = await run_span_workload(span_floor, sizes, seed=round_number)
+        theirs.steps |= spans.steps
+        if span_floor.backend != floor.backend:
+            theirs.system = f"{floor.name} + {span_floor.name}"
+        ours.append(mine)
+        floors.append(theirs)
     return median_result(ours), median_result(floors)

@@ -18,11 +18,20 @@ def require_id(value: object, name: str) -> str:
     """A non-blank string without NUL bytes (PostgreSQL text cannot hold them)."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{name} must be a non-empty string, got {_show(value)}")
-    if "\x00" in value:
-        raise ValidationError(f"{name} must not contain NUL bytes")
+    _storable_text(value, name)
     if len(value) > MAX_ID_LENGTH:
         raise ValidationError(f"{name} is longer than {MAX_ID_LENGTH} characters")
     return value
+
+
+def _storable_text(value: str, name: str) -> None:
+    """Text every backend can store: no NUL, valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{name} is not valid unicode (a lone surrogate)") from None
 
 
 def optional_id(value: object, name: str) -> str | None:
@@ -40,8 +49,7 @@ def optional_text(value: object, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string or None, got {_show(value)}")
-    if "\x00" in value:
-        raise ValidationError(f"{name} must not contain NUL bytes")
+    _storable_text(value, name)
     return value
 
 
@@ -50,11 +58,15 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text:
+    if "\x00" in text or "\\u0000" in text:
         raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{name} is not valid unicode (a lone surrogate)") from None
     return value
 
 

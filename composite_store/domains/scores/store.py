@@ -191,11 +191,12 @@ def _score_row(score: object) -> dict[str, Any]:
         raise ValidationError(f"expected a Score, got {type(score).__name__}")
     v.require_id(score.id, "score.id")
     v.require_id(score.scorer_id, "score.scorer_id")
-    score.score = v.require_float(score.score, "score.score")
+    value = v.require_float(score.score, "score.score")
     v.require_choice(score.source, "score.source", SOURCES)
     for name in ("run_id", "entity_id", "entity_type", "trace_id", "span_id"):
         v.optional_id(getattr(score, name), f"score.{name}")
     v.optional_text(score.reason, "score.reason")
     v.require_json(score.metadata_, "score.metadata")
     v.require_datetime(score.created_at, "score.created_at")
+    score.score = value  # e.g. an int, stored as the float the database will hold
     return row_values(score)
