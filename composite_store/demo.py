@@ -7,13 +7,15 @@ time and the file keeps them all.
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from composite_store.composite import CompositeStore
 from composite_store.config import DEFAULT_URL
 from composite_store.domains.memory.store import Include
-from composite_store.models import Agent, Message, Score, Thread
+from composite_store.models import Agent, Message, Score, Span, Thread
 
 CONVERSATION = [
     ("user", "Hi! Can you plan a three-day trip to Lisbon for me?"),
@@ -35,6 +37,7 @@ async def run_demo(url: str = DEFAULT_URL) -> int:
         await _memory_and_workflows(store, run)
         await _scores(store, run)
         await _agents(store, run)
+        await _traces(store, run, tmp_outbox=Path(tempfile.gettempdir()))
     return 0
 
 
@@ -146,3 +149,45 @@ async def _agents(store: CompositeStore, run: str) -> None:
     print(f"  {agent.name} ({agent_id}): active version {agent.active_version}")
     for version in history.items:
         print(f"    v{version.version_number}: {version.instructions!r} on {version.model}")
+
+
+async def _traces(store: CompositeStore, run: str, tmp_outbox: Path) -> None:
+    """The agent's turn as a trace, recorded through the background span writer."""
+    trace_id = uuid.uuid4().hex
+    root_id = uuid.uuid4().hex[:16]
+    start = datetime.now(UTC)
+    steps: list[tuple[str, str, str | None, int, int]] = [("plan-trip", "agent_run", None, 0, 900)]
+    steps += [
+        ("recall-memory", "memory_read", root_id, 10, 40),
+        ("llm-call-0", "model_generation", root_id, 50, 420),
+        ("save-plan", "workflow_step", root_id, 430, 480),
+        ("llm-call-1", "model_generation", root_id, 500, 880),
+    ]
+    writer = store.observability.span_writer(
+        max_batch=100, flush_interval=0.1, outbox_path=tmp_outbox / f"demo_outbox_{run}.db"
+    )
+    async with writer:
+        for i, (name, kind, parent, begin_ms, end_ms) in enumerate(steps):
+            writer.submit(
+                Span(
+                    trace_id=trace_id,
+                    span_id=root_id if parent is None else f"{i:016x}",
+                    parent_span_id=parent,
+                    name=name,
+                    span_type=kind,
+                    started_at=start + timedelta(milliseconds=begin_ms),
+                    ended_at=start + timedelta(milliseconds=end_ms),
+                    attributes={"model": "gpt-x", "tokens": 123} if "llm" in name else {},
+                    thread_id=f"demo-thread-{run}",
+                    service_name="composite-store-demo",
+                )
+            )
+    trace = await store.observability.get_trace(trace_id)
+    assert trace is not None
+    print(f"observability: trace {trace_id} ({writer.stats.written} spans via the span writer)")
+    for span in trace.spans:
+        indent = "  " if span.parent_span_id is None else "    └─ "
+        took = (span.ended_at - span.started_at).total_seconds() * 1000 if span.ended_at else 0
+        print(f"  {indent}{span.name} [{span.span_type}] {took:.0f} ms, {span.status}")
+    recent = await store.observability.list_traces(service_name="composite-store-demo", per_page=3)
+    print(f"  {recent.total} demo trace(s) stored; newest root: {recent.items[0].name}")

@@ -50,9 +50,14 @@ ensure_postgres() {
   export COMPOSITE_STORE_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$port/postgres"
 }
 
+_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 ensure_clickhouse() {
   if [ -n "${COMPOSITE_STORE_TEST_CLICKHOUSE:-}" ]; then return 0; fi
-  local server tcp=19000 http=18123 dir pid i
+  local server tcp http dir pid i
+  tcp=$(_free_port) http=$(_free_port)
   server=$(command -v clickhouse-server || true)
   if [ -z "$server" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "scripts/test: installing clickhouse-server (apt-get)"
