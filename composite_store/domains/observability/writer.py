@@ -107,8 +107,9 @@ class SpanWriter:
         self._wake.set()
         await self._idle.wait()
 
-    async def close(self, timeout: float | None = None) -> None:
-        """Write what is left; after ``timeout`` seconds, spill the rest to the outbox."""
+    async def close(self, timeout: float | None = 30.0) -> None:
+        """Write what is left; after ``timeout`` seconds (the database still down), spill the
+        rest to the outbox, where the next writer on it replays them. ``None``: no limit."""
         self._closing = True
         try:
             await asyncio.wait_for(self.flush(), timeout)
