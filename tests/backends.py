@@ -17,6 +17,8 @@ from composite_store.config import mask_url
 
 ALL = ("sqlite", "postgresql", "clickhouse")
 RELATIONAL = ("sqlite", "postgresql")
+ANALYTICAL = ("sqlite", "postgresql", "clickhouse")  # for the scores and observability domains
+CLICKHOUSE_DOMAINS = ("scores", "observability")
 REQUIRED = frozenset(
     b.strip()
     for b in os.environ.get("COMPOSITE_STORE_REQUIRE_BACKENDS", "").split(",")
@@ -76,6 +78,23 @@ async def _ping(name: str, url: str) -> None:
         client.disconnect()
 
 
+def _clickhouse(url: str, sql: str) -> None:
+    from clickhouse_driver import Client
+
+    u = make_url(url)
+    client = Client(
+        host=u.host or "127.0.0.1",
+        port=u.port or 9000,
+        user=u.username or "default",
+        password=u.password or "",
+        connect_timeout=3,
+    )
+    try:
+        client.execute(sql)
+    finally:
+        client.disconnect()
+
+
 def pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -91,10 +110,16 @@ async def create_database(name: str, admin_url: str, tmp_path: Path, db_name: st
         finally:
             await conn.close()
         return make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)
+    if name == "clickhouse":
+        await asyncio.to_thread(_clickhouse, admin_url, f"CREATE DATABASE {db_name}")
+        return make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)
     raise NotImplementedError(name)
 
 
 async def drop_database(name: str, admin_url: str, url: str) -> None:
+    if name == "clickhouse":
+        db_name = make_url(url).database
+        await asyncio.to_thread(_clickhouse, admin_url, f"DROP DATABASE IF EXISTS {db_name}")
     if name == "postgresql":
         db_name = make_url(url).database
         conn = await asyncpg.connect(pg_dsn(admin_url), timeout=10)
