@@ -34,13 +34,16 @@ def upsert(
     key: Sequence[str],
     update: Sequence[str] = (),
     overrides: Mapping[str, Callable[[Table, Any], Any]] | None = None,
+    newer: str | None = None,
 ) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` (or ``DO NOTHING`` with nothing to update).
 
     The rows are execute() parameters, not part of the statement: SQLAlchemy then caches the
     compiled statement and sends a list of rows as multi-row INSERTs ("insertmanyvalues").
     ``update`` columns take the new row's value; ``overrides`` build a column's new value
-    from ``(table, excluded)``.
+    from ``(table, excluded)``. With ``newer="updated_at"`` the stored row is replaced only
+    by a row at least as new (what a ClickHouse ReplacingMergeTree versioned by that column
+    does by itself).
 
     On ClickHouse an upsert is a plain INSERT: its tables are ReplacingMergeTrees, where the
     newest row version of a key wins (read with ``final``). ``DO NOTHING`` cannot be had there.
@@ -54,7 +57,8 @@ def upsert(
     set_: dict[str, Any] = {name: excluded[name] for name in update}
     for name, build in (overrides or {}).items():
         set_[name] = build(table, excluded)
-    return stmt.on_conflict_do_update(index_elements=list(key), set_=set_)
+    where = table.c[newer] <= excluded[newer] if newer else None
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=set_, where=where)
 
 
 def _insert(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:

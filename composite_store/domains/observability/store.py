@@ -1,9 +1,11 @@
 """The observability domain's async store: trace spans.
 
-Writes are idempotent by ``(trace_id, span_id)`` so that a retried batch never duplicates a
-span: PostgreSQL and SQLite ignore a span they already have; on ClickHouse a ReplacingMergeTree
-keeps one row per key (the newest ``updated_at``), read with FINAL. An update is the same on
-every backend: read the span, merge, write the whole row back.
+Spans are versioned by ``updated_at``: a write of a span whose ``(trace_id, span_id)`` is
+stored replaces it entirely unless the stored one is newer. So a retried batch never
+duplicates a span nor undoes a later update, and a span can be sent twice, at its start and
+again when it ends.
+ClickHouse's ReplacingMergeTree(updated_at) does exactly this (read with FINAL); PostgreSQL and
+SQLite do it with a conditional upsert. An update reads the span, merges and writes it back.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class ObservabilityStore(DomainStore):
         await self.batch_create_spans([span])
 
     async def batch_create_spans(self, spans_: Sequence[Span]) -> None:
-        """Store spans; a span already stored (same trace_id and span_id) is left as it is,
-        so a batch can be retried safely."""
+        """Store spans. A span already stored (same trace_id and span_id) is replaced unless
+        the stored one has a newer ``updated_at``: retrying a batch is safe."""
         if isinstance(spans_, Span) or not isinstance(spans_, Iterable):
             raise ValidationError("batch_create_spans takes a list of Span objects")
         rows = [span_row(span, f"spans[{i}]") for i, span in enumerate(spans_)]
@@ -73,7 +75,16 @@ class ObservabilityStore(DomainStore):
         """Write checked rows (``span_row``); the span writer's path."""
         if not rows:
             return
-        stmt = self._statement("insert_spans", lambda: upsert(self.dialect, spans, key=KEY))
+        stmt = self._statement(
+            "insert_spans",
+            lambda: upsert(
+                self.dialect,
+                spans,
+                key=KEY,
+                update=[c.name for c in spans.c if c.name not in KEY],
+                newer="updated_at",
+            ),
+        )
         async with self._autocommit() as conn:  # one statement: atomic by itself
             await conn.execute(stmt, _unique(rows))
 
@@ -234,8 +245,13 @@ def _status_is(status: str) -> ColumnElement[bool]:
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per key in a batch (the last one wins)."""
-    return list({(row["trace_id"], row["span_id"]): row for row in rows}.values())
+    """One row per key in a batch: the newest, the later one on a tie (as ClickHouse)."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["trace_id"], row["span_id"])
+        if key not in newest or newest[key]["updated_at"] <= row["updated_at"]:
+            newest[key] = row
+    return list(newest.values())
 
 
 def span_row(span: object, where: str) -> dict[str, Any]:
