@@ -7,11 +7,18 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from composite_store.errors import ValidationError
 
 MAX_ID_LENGTH = 1024
+T = TypeVar("T")
+
+
+def require_instance(value: object, cls: type[T], name: str) -> T:
+    if not isinstance(value, cls):
+        raise ValidationError(f"{name}: expected a {cls.__name__}, got {type(value).__name__}")
+    return value
 
 
 def require_id(value: object, name: str) -> str:

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect
+from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from composite_store.dialects import for_update
 from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
 
@@ -132,6 +133,18 @@ def hydrate(model: type[M], row: Row[Any]) -> M:
 
 def manager_of(model: type[Any]) -> Any:
     return model._sa_class_manager
+
+
+async def fetch_one(
+    conn: AsyncConnection, model: type[M], *where: ColumnElement[bool], lock: bool = False
+) -> M | None:
+    """The one ``model`` row matching ``where``; ``lock`` holds it until the transaction ends
+    (SQLite: the transaction already holds the write lock)."""
+    stmt = select(*model_columns(model)).where(*where)
+    if lock:
+        stmt = for_update(conn.dialect.name, stmt)
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else hydrate(model, row)
 
 
 def row_values(obj: object) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from composite_store import validation as v
 from composite_store.dialects import json_matches, upsert
 from composite_store.domains.agents.models import Agent, AgentVersion
-from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
+from composite_store.domains.base import (
+    DomainStore,
+    fetch_one,
+    hydrate,
+    model_columns,
+    row_values,
+    table_of,
+)
 from composite_store.errors import ConflictError, NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
 from composite_store.sqltypes import utcnow
@@ -174,11 +181,10 @@ class AgentsStore(DomainStore):
 
     async def _locked(self, conn: AsyncConnection, agent_id: str) -> Agent:
         """The agent, its row locked until the transaction ends (SQLite: the write lock)."""
-        stmt = select(*model_columns(Agent)).where(agents.c.id == agent_id).with_for_update()
-        row = (await conn.execute(stmt)).first()
-        if row is None:
+        agent = await fetch_one(conn, Agent, agents.c.id == agent_id, lock=True)
+        if agent is None:
             raise NotFoundError(f"agent {agent_id!r} does not exist")
-        return hydrate(Agent, row)
+        return agent
 
     async def _next_version(self, conn: AsyncConnection, agent_id: str) -> int:
         stmt = select(func.max(versions.c.version_number)).where(versions.c.agent_id == agent_id)
@@ -193,8 +199,7 @@ def _check_config(name: str, value: object) -> None:
 
 
 def _agent_row(agent: object) -> dict[str, Any]:
-    if not isinstance(agent, Agent):
-        raise ValidationError(f"expected an Agent, got {type(agent).__name__}")
+    agent = v.require_instance(agent, Agent, "agent")
     v.require_id(agent.id, "agent.id")
     for name in VERSIONED:
         _check_config(name, getattr(agent, name))

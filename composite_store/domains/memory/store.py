@@ -31,7 +31,7 @@ from composite_store import validation as v
 from composite_store.dialects import json_matches, upsert
 from composite_store.domains.base import (
     DomainStore,
-    M,
+    fetch_one,
     hydrate,
     model_columns,
     row_values,
@@ -91,7 +91,7 @@ class MemoryStore(DomainStore):
     async def get_thread(self, thread_id: str) -> Thread | None:
         v.require_id(thread_id, "thread_id")
         async with self._autocommit() as conn:
-            return await _get(conn, Thread, threads.c.id == thread_id)
+            return await fetch_one(conn, Thread, threads.c.id == thread_id)
 
     async def update_thread(
         self,
@@ -105,7 +105,7 @@ class MemoryStore(DomainStore):
         v.optional_text(title, "title")
         v.optional_json(metadata, "metadata")
         async with self._transaction() as conn:
-            current = await _get(conn, Thread, threads.c.id == thread_id, for_update=True)
+            current = await fetch_one(conn, Thread, threads.c.id == thread_id, lock=True)
             if current is None:
                 raise NotFoundError(f"thread {thread_id!r} does not exist")
             values: dict[str, Any] = {"updated_at": utcnow()}
@@ -331,7 +331,7 @@ class MemoryStore(DomainStore):
     async def get_resource(self, resource_id: str) -> Resource | None:
         v.require_id(resource_id, "resource_id")
         async with self._autocommit() as conn:
-            return await _get(conn, Resource, resources.c.id == resource_id)
+            return await fetch_one(conn, Resource, resources.c.id == resource_id)
 
     async def save_resource(self, resource: Resource) -> Resource:
         """Insert or replace a resource by id (``created_at`` of an existing one is kept)."""
@@ -352,7 +352,7 @@ class MemoryStore(DomainStore):
         v.optional_text(working_memory, "working_memory")
         v.optional_json(metadata, "metadata")
         async with self._transaction() as conn:
-            current = await _get(conn, Resource, resources.c.id == resource_id, for_update=True)
+            current = await fetch_one(conn, Resource, resources.c.id == resource_id, lock=True)
             now = utcnow()
             if current is None:
                 current = Resource(id=resource_id, created_at=now)
@@ -377,16 +377,6 @@ class MemoryStore(DomainStore):
 
 
 # -- statements ---------------------------------------------------------------------------
-async def _get(
-    conn: AsyncConnection, model: type[M], where: ColumnElement[bool], *, for_update: bool = False
-) -> M | None:
-    stmt = select(*model_columns(model)).where(where)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else hydrate(model, row)
-
-
 def _list_messages_statements(
     by_resource: bool,
     from_start: bool,
@@ -455,8 +445,7 @@ def _union(parts: list[Select[Any]]) -> Select[Any]:
 
 # -- input ----------------------------------------------------------------------------------
 def _thread_row(thread: object) -> dict[str, Any]:
-    if not isinstance(thread, Thread):
-        raise ValidationError(f"expected a Thread, got {type(thread).__name__}")
+    thread = v.require_instance(thread, Thread, "thread")
     v.require_id(thread.id, "thread.id")
     v.require_id(thread.resource_id, "thread.resource_id")
     v.optional_text(thread.title, "thread.title")
@@ -468,8 +457,7 @@ def _thread_row(thread: object) -> dict[str, Any]:
 
 def _message_row(message: object, index: int) -> dict[str, Any]:
     where = f"messages[{index}]"
-    if not isinstance(message, Message):
-        raise ValidationError(f"{where}: expected a Message, got {type(message).__name__}")
+    message = v.require_instance(message, Message, where)
     v.require_id(message.id, f"{where}.id")
     v.require_id(message.thread_id, f"{where}.thread_id")
     v.optional_id(message.resource_id, f"{where}.resource_id")
@@ -481,8 +469,7 @@ def _message_row(message: object, index: int) -> dict[str, Any]:
 
 
 def _resource_row(resource: object) -> dict[str, Any]:
-    if not isinstance(resource, Resource):
-        raise ValidationError(f"expected a Resource, got {type(resource).__name__}")
+    resource = v.require_instance(resource, Resource, "resource")
     v.require_id(resource.id, "resource.id")
     v.optional_text(resource.working_memory, "resource.working_memory")
     v.require_json(resource.metadata_, "resource.metadata")

@@ -256,8 +256,7 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def span_row(span: object, where: str) -> dict[str, Any]:
     """Check a span and turn it into a row; raises ValidationError naming ``where``."""
-    if not isinstance(span, Span):
-        raise ValidationError(f"{where}: expected a Span, got {type(span).__name__}")
+    span = v.require_instance(span, Span, where)
     v.require_id(span.trace_id, f"{where}.trace_id")
     v.require_id(span.span_id, f"{where}.span_id")
     v.optional_id(span.parent_span_id, f"{where}.parent_span_id")

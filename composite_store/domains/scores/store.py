@@ -13,7 +13,6 @@ from composite_store import validation as v
 from composite_store.dialects import final, score_stats_select, upsert
 from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
 from composite_store.domains.scores.models import Score
-from composite_store.errors import ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
 
 scores = table_of(Score)
@@ -187,8 +186,7 @@ def _filters(**given: Any) -> list[ColumnElement[bool]]:
 
 
 def _score_row(score: object) -> dict[str, Any]:
-    if not isinstance(score, Score):
-        raise ValidationError(f"expected a Score, got {type(score).__name__}")
+    score = v.require_instance(score, Score, "score")
     v.require_id(score.id, "score.id")
     v.require_id(score.scorer_id, "score.scorer_id")
     value = v.require_float(score.score, "score.score")
