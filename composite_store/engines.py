@@ -1,10 +1,11 @@
 """One ``AsyncEngine`` per distinct database URL, set up for the backend behind it.
 
 Backend tuning lives here and nowhere else:
-- SQLite: WAL (readers never wait for the writer), a busy timeout (writers queue instead of
-  failing), foreign keys on, and real transactions: pysqlite's implicit BEGIN is switched off and
-  we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for writes so that two writers never deadlock
-  upgrading read locks.
+- SQLite: sqlite3 called inline on the event loop's thread (``composite_store.sqlite_inline``;
+  or aiosqlite's worker thread), WAL (readers never wait for the writer), a busy timeout
+  (writers queue instead of failing), foreign keys on, and real transactions: pysqlite's
+  implicit BEGIN is switched off and we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for
+  writes so that two writers never deadlock upgrading read locks.
 - ClickHouse: the synchronous driver run in worker threads behind the async API (see
   ``composite_store.clickhouse``), with bounded connect/receive timeouts.
 - PostgreSQL: asyncpg, a pre-ping that costs no round trip on the hot path (see
@@ -53,6 +54,9 @@ class EngineOptions:
     connect_timeout: float = 5.0  # seconds before a down database counts as unavailable
     ping_after_idle: float = 5.0  # PostgreSQL: ping a pooled connection idle this long
     sqlite_busy_timeout: float = 30.0  # seconds a writer waits for SQLite's write lock
+    # "inline": sqlite3 on the event loop's thread (composite_store.sqlite_inline), ~10x less
+    # overhead a statement; "aiosqlite": a worker thread, for databases with long scans.
+    sqlite_driver: str = "inline"
     pool_size: int = 5
     max_overflow: int = 10
     echo: bool = False
@@ -106,14 +110,23 @@ def _clickhouse_engine(config: DomainConfig, options: EngineOptions) -> AsyncEng
 
 def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
     in_memory = config.url.database in (None, "", ":memory:")
+    url = config.url
+    inline = options.sqlite_driver == "inline"
+    if inline:
+        import composite_store.sqlite_inline  # noqa: F401  (registers the dialect)
+
+        url = url.set(drivername="sqlite+composite_inline")
+    elif options.sqlite_driver != "aiosqlite":
+        raise ConfigurationError(f"unknown sqlite_driver {options.sqlite_driver!r}")
     engine = create_async_engine(
-        config.url,
+        url,
         json_serializer=dumps,
         echo=options.echo,
         connect_args={"timeout": options.sqlite_busy_timeout, "check_same_thread": False},
         **({"poolclass": StaticPool} if in_memory else {}),
     )
-    busy_ms = int(options.sqlite_busy_timeout * 1000)
+    # inline: SQLite's own busy wait would block the event loop; the driver retries instead
+    busy_ms = 0 if inline else int(options.sqlite_busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from composite_store import CompositeStore, DomainUnavailableError
+from composite_store import CompositeStore, ConfigurationError, DomainUnavailableError
 from composite_store.models import (
     Agent,
     AgentVersion,
@@ -186,3 +187,17 @@ async def test_pooled_connections_killed_by_the_server_are_replaced(
         await asyncio.sleep(0.2)  # let the loop see the closed sockets
         results = await asyncio.gather(*(store.memory.get_thread(f"t{i}") for i in range(5)))
         assert results == [None] * 5
+
+
+@pytest.mark.parametrize("driver", ["inline", "aiosqlite"])
+async def test_both_sqlite_drivers_serve_the_stores(driver: str, tmp_path: Path) -> None:
+    """sqlite3 on the loop's thread (the default) or aiosqlite's worker thread: same data."""
+    async with CompositeStore(f"sqlite:///{tmp_path / 'd.db'}", sqlite_driver=driver) as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r", created_at=T0))
+        thread = await store.memory.get_thread("t")
+        assert thread is not None and thread.created_at == T0
+
+
+def test_unknown_sqlite_driver_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="sqlite_driver"):
+        CompositeStore("sqlite://", sqlite_driver="turbo")
