@@ -201,3 +201,19 @@ async def test_both_sqlite_drivers_serve_the_stores(driver: str, tmp_path: Path)
 def test_unknown_sqlite_driver_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="sqlite_driver"):
         CompositeStore("sqlite://", sqlite_driver="turbo")
+
+
+async def test_objects_from_the_stores_work_with_the_orm(fresh_url: str) -> None:
+    """Stores return plain model instances (no session): equal to constructed ones, and
+    usable with a session, e.g. merged back after a change."""
+    async with CompositeStore(fresh_url) as store:
+        saved = Thread(id="t", resource_id="r", title="a", created_at=T0, updated_at=T0)
+        await store.memory.save_thread(saved)
+        loaded = await store.memory.get_thread("t")
+        assert loaded == saved
+        assert loaded is not None
+        loaded.title = "b"
+        async with store.session() as session, session.begin():
+            await session.merge(loaded)
+        again = await store.memory.get_thread("t")
+        assert again is not None and again.title == "b"

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from composite_store.dialects import for_update
 from composite_store.engines import WRITE_TRANSACTION, autocommit
@@ -125,14 +126,10 @@ def hydrate(model: type[M], row: Row[Any]) -> M:
     the ORM's own loader does (a new instance, its ``__dict__`` set directly) instead of
     calling ``__init__``, which fires an attribute event per column: ~10x faster.
     """
-    obj: M = manager_of(model).new_instance()
+    obj: M = manager_of_class(model).new_instance()
     values = row._mapping
     obj.__dict__.update({key: values[key] for key, _ in _attributes(model)})
     return obj
-
-
-def manager_of(model: type[Any]) -> Any:
-    return model._sa_class_manager
 
 
 async def fetch_one(
