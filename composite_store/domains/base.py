@@ -6,11 +6,11 @@ opening a transaction of the right kind, and turning driver exceptions into the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect, select
+from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -142,6 +142,17 @@ async def fetch_one(
         stmt = for_update(conn.dialect.name, stmt)
     row = (await conn.execute(stmt)).first()
     return None if row is None else hydrate(model, row)
+
+
+async def update_one(
+    conn: AsyncConnection,
+    model: type[M],
+    where: ColumnElement[bool],
+    values: Mapping[str, Any],
+) -> M:
+    """Change the one row matching ``where`` and return it as stored."""
+    stmt = update(table_of(model)).where(where).values(dict(values))
+    return hydrate(model, (await conn.execute(stmt.returning(*model_columns(model)))).one())
 
 
 def row_values(obj: object) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store import validation as v
@@ -25,6 +25,7 @@ from composite_store.domains.base import (
     model_columns,
     row_values,
     table_of,
+    update_one,
 )
 from composite_store.errors import ConflictError, NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
@@ -91,13 +92,7 @@ class AgentsStore(DomainStore):
                     insert(versions), _version_row(config | {"id": agent_id}, number, utcnow())
                 )
                 values["active_version"] = number
-            stmt = (
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(values)
-                .returning(*model_columns(Agent))
-            )
-            return hydrate(Agent, (await conn.execute(stmt)).one())
+            return await update_one(conn, Agent, agents.c.id == agent_id, values)
 
     async def delete_agent(self, agent_id: str) -> None:
         """Delete an agent and its versions; deleting a missing agent does nothing."""
@@ -171,13 +166,8 @@ class AgentsStore(DomainStore):
                 raise NotFoundError(f"agent {agent_id!r} has no version {version_number}")
             version = hydrate(AgentVersion, row)
             values = {k: getattr(version, k) for k in VERSIONED}
-            stmt_update = (
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(**values, active_version=version_number, updated_at=utcnow())
-                .returning(*model_columns(Agent))
-            )
-            return hydrate(Agent, (await conn.execute(stmt_update)).one())
+            values |= {"active_version": version_number, "updated_at": utcnow()}
+            return await update_one(conn, Agent, agents.c.id == agent_id, values)
 
     async def _locked(self, conn: AsyncConnection, agent_id: str) -> Agent:
         """The agent, its row locked until the transaction ends (SQLite: the write lock)."""

@@ -36,6 +36,7 @@ from composite_store.domains.base import (
     model_columns,
     row_values,
     table_of,
+    update_one,
 )
 from composite_store.domains.memory.models import Message, Resource, Thread
 from composite_store.errors import NotFoundError, ValidationError
@@ -113,13 +114,7 @@ class MemoryStore(DomainStore):
                 values["title"] = title
             if metadata is not None:
                 values["metadata"] = {**current.metadata_, **metadata}
-            stmt = (
-                update(threads)
-                .where(threads.c.id == thread_id)
-                .values(values)
-                .returning(*model_columns(Thread))
-            )
-            return hydrate(Thread, (await conn.execute(stmt)).one())
+            return await update_one(conn, Thread, threads.c.id == thread_id, values)
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and its messages; deleting a missing thread does nothing."""
