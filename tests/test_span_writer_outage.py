@@ -4,6 +4,7 @@ lost, nothing is stored twice (issue 5)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -106,3 +107,27 @@ async def test_outage_loses_nothing_and_never_blocks_the_caller(
             total += len({s.span_id for s in trace.spans})
             assert len(trace.spans) == len({s.span_id for s in trace.spans})
         assert total == SPANS
+
+
+async def test_a_batch_the_database_refuses_is_parked_not_retried_forever(tmp_path: Path) -> None:
+    """The database answers but refuses the batch (here: its table is gone). After a few
+    tries the batch is parked in the outbox's rejected table, nothing is lost, close() returns."""
+    import sqlite3
+
+    database = tmp_path / "obs.db"
+    async with CompositeStore(f"sqlite:///{database}") as store:
+        with sqlite3.connect(database) as conn:
+            conn.execute("DROP TABLE spans")
+        outbox = tmp_path / "outbox.db"
+        writer = store.observability.span_writer(
+            max_batch=5, flush_interval=0.01, outbox_path=outbox, max_backoff=0.05
+        )
+        for i in range(10):
+            writer.submit(span(i))
+        await asyncio.wait_for(writer.close(), timeout=30)
+    assert (writer.stats.written, writer.stats.rejected) == (0, 10)
+    with sqlite3.connect(outbox) as conn:
+        parked = conn.execute("SELECT rows FROM rejected").fetchall()
+    assert sorted(row["span_id"] for batch in parked for row in json.loads(batch[0])) == [
+        f"{i:016x}" for i in range(10)
+    ]

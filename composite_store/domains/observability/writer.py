@@ -32,13 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composite_store.errors import CompositeStoreError
+from composite_store.errors import CompositeStoreError, DomainUnavailableError
 
 if TYPE_CHECKING:
     from composite_store.domains.observability.models import Span
     from composite_store.domains.observability.store import ObservabilityStore
 
 log = logging.getLogger("composite_store.span_writer")
+MAX_REJECTIONS = 5  # a batch the database refuses this many times is parked, not retried
 _TIME_FIELDS = ("started_at", "ended_at", "created_at", "updated_at")
 
 
@@ -51,6 +52,7 @@ class WriterStats:
     retried: int = 0
     spilled: int = 0
     replayed: int = 0
+    rejected: int = 0  # refused by the database MAX_REJECTIONS times: parked in the outbox
 
 
 class SpanWriter:
@@ -136,6 +138,7 @@ class SpanWriter:
     # -- the background side --------------------------------------------------------------
     async def _run(self) -> None:
         backoff = 0.05
+        rejections = 0
         while True:
             if not self._buffer and not self._outbox.has_batches():
                 self._idle.set()
@@ -150,10 +153,19 @@ class SpanWriter:
                 await self._write_buffer()
                 await self._replay_outbox()
                 backoff = 0.05
-            except CompositeStoreError as exc:  # the database failed: keep, back off, retry
+            except DomainUnavailableError as exc:  # the database is down: keep, back off, retry
                 self.stats.retried += 1
+                rejections = 0
                 log.warning("span batch not written (%s); retrying in %.2f s", exc, backoff)
                 await self._spill_excess()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except CompositeStoreError as exc:  # the database answered, and refused the batch
+                self.stats.retried += 1
+                rejections += 1
+                if rejections >= MAX_REJECTIONS:  # a poison batch: park it, go on with the rest
+                    await self._reject_head(exc)
+                    rejections = 0
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
@@ -176,6 +188,20 @@ class SpanWriter:
             self.stats.written += len(rows)
             self.stats.replayed += len(rows)
 
+    async def _reject_head(self, exc: Exception) -> None:
+        """Move the batch the database keeps refusing to the outbox's ``rejected`` table (kept,
+        never replayed), so that it cannot block every span behind it."""
+        if self._buffer:
+            rows = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
+            await asyncio.to_thread(self._outbox.reject, rows, str(exc))
+        else:
+            await asyncio.to_thread(self._outbox.reject_first, str(exc))
+            rows = []
+        self.stats.rejected += len(rows)
+        log.error(
+            "span batch refused %d times, parked in %s: %s", MAX_REJECTIONS, self._outbox.path, exc
+        )
+
     async def _spill_excess(self) -> None:
         while len(self._buffer) > self.max_buffer:
             rows = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
@@ -196,11 +222,14 @@ class Outbox:
         self.path = path
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._count = self._open_count() if path.exists() else 0
+        self._count, rejected = self._open_counts() if path.exists() else (0, 0)
+        self._keep = rejected > 0  # the file is removed at close only when nothing is left
 
-    def _open_count(self) -> int:
+    def _open_counts(self) -> tuple[int, int]:
         with self._connection() as conn:
-            return int(conn.execute("SELECT count(*) FROM batches").fetchone()[0])
+            batches = conn.execute("SELECT count(*) FROM batches").fetchone()[0]
+            rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+        return int(batches), int(rejected)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -211,6 +240,10 @@ class Outbox:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute(
                     "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, rows TEXT)"
+                )
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS rejected "
+                    "(id INTEGER PRIMARY KEY, rows TEXT, error TEXT)"
                 )
             yield self._conn
 
@@ -232,6 +265,24 @@ class Outbox:
             return None
         return int(found[0]), [_decode(row) for row in json.loads(found[1])]
 
+    def reject(self, rows: list[dict[str, Any]], error: str) -> None:
+        payload = json.dumps([_encode(row) for row in rows])
+        with self._connection() as conn, conn:
+            conn.execute("INSERT INTO rejected (rows, error) VALUES (?, ?)", (payload, error))
+        self._keep = True
+
+    def reject_first(self, error: str) -> None:
+        """Park the oldest outbox batch (the one replay keeps failing on)."""
+        with self._connection() as conn, conn:
+            conn.execute(
+                "INSERT INTO rejected (rows, error) "
+                "SELECT rows, ? FROM batches ORDER BY id LIMIT 1",
+                (error,),
+            )
+            conn.execute("DELETE FROM batches WHERE id = (SELECT min(id) FROM batches)")
+            self._count -= 1
+        self._keep = True
+
     def remove(self, batch_id: int) -> None:
         with self._connection() as conn, conn:
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
@@ -242,7 +293,7 @@ class Outbox:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-        if self.path.exists() and not self._count:
+        if self.path.exists() and not self._count and not self._keep:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.path}{suffix}")
