@@ -217,3 +217,19 @@ async def test_objects_from_the_stores_work_with_the_orm(fresh_url: str) -> None
             await session.merge(loaded)
         again = await store.memory.get_thread("t")
         assert again is not None and again.title == "b"
+
+
+async def test_calls_to_a_down_domain_raise_domain_unavailable(fresh_url: str) -> None:
+    """A down domain fails fast with DomainUnavailableError; the other domains keep working."""
+    store = CompositeStore(fresh_url, {"observability": CLOSED_PORT_URL}, connect_timeout=2)
+    try:
+        with pytest.raises(DomainUnavailableError) as caught:
+            await asyncio.wait_for(store.observability.get_span("t", "s"), timeout=20)
+        assert caught.value.domain == "observability"
+        assert "pw-not-shown" not in str(caught.value) and "***" in str(caught.value)
+        from composite_store import schema
+
+        await schema.upgrade(store.engine("memory"), ["memory"])
+        assert await store.memory.get_thread("t") is None  # the other domain is unaffected
+    finally:
+        await store.close()
