@@ -227,7 +227,7 @@ class MemoryStore(DomainStore):
             )
         async with self._autocommit() as conn:
             rows = (await conn.execute(page_stmt, params)).all()
-            in_page = [row for row in rows if row._mapping[IN_PAGE]]
+            in_page = [row for row in rows if row._mapping[IN_PAGE]] if includes else list(rows)
             beyond = None
             if not with_total and per_page is not None and len(in_page) > per_page:
                 in_page.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
@@ -237,8 +237,11 @@ class MemoryStore(DomainStore):
                 if with_total
                 else None
             )
-        found = {row.id: hydrate(Message, row) for row in rows if row is not beyond}
-        items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
+        if includes:  # the page and the windows overlap and interleave: merge them
+            found = {row.id: hydrate(Message, row) for row in rows if row is not beyond}
+            items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
+        else:  # the page alone, already in order
+            items = [hydrate(Message, row) for row in in_page]
         if total is None:
             return Page(items, None, page, per_page, has_more=beyond is not None)
         return make_page(items, total, page, per_page)
