@@ -254,11 +254,16 @@ class Sqlite3Floor:
 
 
 # -- spans (O1, O2) --------------------------------------------------------------------------
+# Every column composite-store's spans table has: the floor stores and reads the same rows.
+_EXTRA = (
+    "error, entity_type, entity_id, entity_name, user_id, resource_id, run_id, session_id, "
+    "thread_id, environment, service_name"
+)
 SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, name, span_type, started_at, ended_at, attributes, "
-    "input, output, created_at, updated_at"
+    f"input, output, created_at, updated_at, {_EXTRA}"
 )
-_JSON_SPAN_FIELDS = ("attributes", "input", "output")
+N_SPAN_COLUMNS = 23
 
 
 def _span_values(row: dict[str, Any], time: Any) -> tuple[Any, ...]:
@@ -275,16 +280,20 @@ def _span_values(row: dict[str, Any], time: Any) -> tuple[Any, ...]:
         json.dumps(row["output"]),
         time(row["created_at"]),
         time(row["updated_at"]),
+        *([None] * 11),  # error and the ten filter columns: unset in AW-1's spans
     )
 
 
 def _insert_spans_sql(rows: int, placeholder: Any) -> str:
+    n = N_SPAN_COLUMNS
     values = ", ".join(
-        "(" + ", ".join(placeholder(r * 12 + c) for c in range(12)) + ")" for r in range(rows)
+        "(" + ", ".join(placeholder(r * n + c) for c in range(n)) + ")" for r in range(rows)
     )
-    return (
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SPAN_COLUMNS.replace(" ", "").split(",")[2:])
+    return (  # spans are versioned by updated_at, as composite-store's are
         f"INSERT INTO floor_spans ({SPAN_COLUMNS}) VALUES {values} "
-        "ON CONFLICT (trace_id, span_id) DO NOTHING"
+        f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {updates} "
+        "WHERE floor_spans.updated_at <= excluded.updated_at"
     )
 
 
@@ -297,7 +306,9 @@ CREATE TABLE floor_spans (
     trace_id text, span_id text, parent_span_id text, name text NOT NULL, span_type text,
     started_at timestamptz NOT NULL, ended_at timestamptz, attributes jsonb NOT NULL,
     input jsonb, output jsonb, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
-    PRIMARY KEY (trace_id, span_id));
+    error jsonb, entity_type text, entity_id text, entity_name text, user_id text,
+    resource_id text, run_id text, session_id text, thread_id text, environment text,
+    service_name text, PRIMARY KEY (trace_id, span_id));
 CREATE INDEX ix_floor_spans_trace ON floor_spans (trace_id, started_at);
 """
 SPAN_SELECT = f"SELECT {SPAN_COLUMNS} FROM floor_spans WHERE trace_id = {{0}} ORDER BY started_at"
@@ -345,13 +356,13 @@ class _SqliteSpans:
 
     async def create_spans(self: Any, batch: list[dict[str, Any]]) -> None:
         args = [v for row in batch for v in _span_values(row, lambda t: t.isoformat())]
-        # 12 parameters a row: stay under SQLite's 32,766 bound parameters per statement
+        # 23 parameters a row: stay under SQLite's 32,766 bound parameters per statement
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
-        step = 2000
+        step, n = 1000, N_SPAN_COLUMNS
         for start in range(0, len(batch), step):
-            part = args[start * 12 : (start + step) * 12]
-            conn.execute(_insert_spans_sql(len(part) // 12, lambda i: "?"), part)
+            part = args[start * n : (start + step) * n]
+            conn.execute(_insert_spans_sql(len(part) // n, lambda i: "?"), part)
         conn.execute("COMMIT")
         await asyncio.sleep(0)
 
@@ -381,7 +392,11 @@ class ClickHouseFloor:
         "CREATE TABLE floor_spans (trace_id String, span_id String, "
         "parent_span_id Nullable(String), name String, span_type Nullable(String), "
         "started_at Int64, ended_at Nullable(Int64), attributes String, "
-        "input Nullable(String), output Nullable(String), created_at Int64, updated_at Int64) "
+        "input Nullable(String), output Nullable(String), created_at Int64, updated_at Int64, "
+        "error Nullable(String), entity_type Nullable(String), entity_id Nullable(String), "
+        "entity_name Nullable(String), user_id Nullable(String), resource_id Nullable(String), "
+        "run_id Nullable(String), session_id Nullable(String), thread_id Nullable(String), "
+        "environment Nullable(String), service_name Nullable(String)) "
         "ENGINE = ReplacingMergeTree(updated_at) "
         "PARTITION BY toYYYYMM(toDateTime(intDiv(started_at, 1000000))) "
         "ORDER BY (trace_id, span_id)"
