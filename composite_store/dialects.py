@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Index,
     Insert,
     Integer,
     Select,
@@ -118,6 +119,34 @@ async def after_delete(conn: AsyncConnection, table: Table) -> None:
         from composite_store.clickhouse import wait_for_mutations
 
         await conn.run_sync(wait_for_mutations, table.name)
+
+
+def relational_only(index: Index) -> Index:
+    """An index for PostgreSQL and SQLite only: ClickHouse has no secondary B-tree indexes
+    (its sort key does that job) and would refuse the DDL."""
+    return index.ddl_if(callable_=_not_clickhouse)
+
+
+def _not_clickhouse(
+    ddl: Any,
+    target: Any,
+    bind: Any,
+    tables: Any = None,
+    state: Any = None,
+    *,
+    dialect: Any,
+    compiler: Any = None,
+    checkfirst: bool,
+) -> bool:
+    return bool(dialect.name != "clickhouse")
+
+
+async def take_migration_lock(conn: AsyncConnection, key: int) -> None:
+    """Hold the database's migration lock until the transaction ends. PostgreSQL: an advisory
+    lock. SQLite: the write transaction's BEGIN IMMEDIATE already holds the write lock.
+    ClickHouse has no locks; its DDL is idempotent (IF NOT EXISTS) where it matters."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _percentile(dialect_name: str, value: ColumnElement[float], q: float) -> Any:

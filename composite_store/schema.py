@@ -20,10 +20,10 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from composite_store.dialects import take_migration_lock
 from composite_store.engines import WRITE_TRANSACTION
 from composite_store.errors import SchemaOutOfDateError
 from composite_store.registry import spec_for
@@ -123,9 +123,7 @@ class locked_transaction:
     async def __aenter__(self) -> Any:
         self._ctx = self._engine.begin()
         conn = await self._ctx.__aenter__()
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        # SQLite: the write transaction's BEGIN IMMEDIATE already holds the write lock.
+        await take_migration_lock(conn, _LOCK_KEY)
         return conn
 
     async def __aexit__(self, *exc: Any) -> Any:

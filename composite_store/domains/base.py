@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Index, MetaData, Row, Table, inspect, select, update
+from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -29,26 +29,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def relational_only(index: Index) -> Index:
-    """An index for PostgreSQL and SQLite only: ClickHouse has no secondary B-tree indexes
-    (its sort key does that job) and would refuse the DDL."""
-    return index.ddl_if(callable_=_not_clickhouse)
-
-
-def _not_clickhouse(
-    ddl: Any,
-    target: Any,
-    bind: Any,
-    tables: Any = None,
-    state: Any = None,
-    *,
-    dialect: Any,
-    compiler: Any = None,
-    checkfirst: bool,
-) -> bool:
-    return bool(dialect.name != "clickhouse")
 
 
 def domain_metadata(domain: str) -> MetaData:

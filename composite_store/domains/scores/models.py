@@ -9,7 +9,8 @@ from clickhouse_sqlalchemy import engines
 from sqlalchemy import Double, Index
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
-from composite_store.domains.base import domain_metadata, relational_only
+from composite_store.dialects import relational_only
+from composite_store.domains.base import domain_metadata
 from composite_store.sqltypes import Id, JSONDocument, LongText, UTCDateTime, utcnow
 
 
