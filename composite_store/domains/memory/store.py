@@ -292,7 +292,7 @@ class MemoryStore(DomainStore):
             if params:
                 by_bound_id = update(messages).where(messages.c.id == bindparam("b_id"))
                 await conn.execute(by_bound_id, params)
-            await self._touch_threads(conn, sorted(touched))
+            await self._touch_threads(conn, sorted(touched - set(targets)))  # targets: done
         return sorted(current, key=lambda m: (m.created_at, m.id))
 
     async def delete_messages(self, ids: Sequence[str]) -> None:

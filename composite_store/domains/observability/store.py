@@ -75,16 +75,7 @@ class ObservabilityStore(DomainStore):
         """Write checked rows (``span_row``); the span writer's path."""
         if not rows:
             return
-        stmt = self._statement(
-            "insert_spans",
-            lambda: upsert(
-                self.dialect,
-                spans,
-                key=KEY,
-                update=[c.name for c in spans.c if c.name not in KEY],
-                newer="updated_at",
-            ),
-        )
+        stmt = self._insert_statement()
         async with self._autocommit() as conn:  # one statement: atomic by itself
             await conn.execute(stmt, _unique(rows))
 
@@ -94,7 +85,9 @@ class ObservabilityStore(DomainStore):
         v.require_id(span_id, "span_id")
         v.reject_unknown(fields, UPDATABLE, "update_span")
         async with self._transaction() as conn:
-            stmt = for_update(self.dialect, self._get_statement())
+            stmt = self._statement(
+                "get_span_locked", lambda: for_update(self.dialect, self._get_statement())
+            )
             row = (await conn.execute(stmt, {"trace_id": trace_id, "span_id": span_id})).first()
             if row is None:
                 raise NotFoundError(f"span {trace_id}/{span_id} does not exist")
@@ -102,12 +95,22 @@ class ObservabilityStore(DomainStore):
             for name, value in fields.items():
                 setattr(span, name, value)
             span.updated_at = max(utcnow(), span.updated_at)
-            values = span_row(span, "update")
-            replace = upsert(
-                self.dialect, spans, key=KEY, update=[n for n in values if n not in KEY]
-            )
-            await conn.execute(replace, [values])
+            # the insert path's versioned upsert: this row is the newest, so it replaces
+            await conn.execute(self._insert_statement(), [span_row(span, "update")])
         return span
+
+    def _insert_statement(self) -> Any:
+        """Versioned upsert: a row replaces the stored span unless that one is newer."""
+        return self._statement(
+            "insert_spans",
+            lambda: upsert(
+                self.dialect,
+                spans,
+                key=KEY,
+                update=[c.name for c in spans.c if c.name not in KEY],
+                newer="updated_at",
+            ),
+        )
 
     async def get_span(self, trace_id: str, span_id: str) -> Span | None:
         v.require_id(trace_id, "trace_id")
