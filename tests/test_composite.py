@@ -196,6 +196,8 @@ async def test_both_sqlite_drivers_serve_the_stores(driver: str, tmp_path: Path)
         await store.memory.save_thread(Thread(id="t", resource_id="r", created_at=T0))
         thread = await store.memory.get_thread("t")
         assert thread is not None and thread.created_at == T0
+        expected = {"inline": "composite_inline", "aiosqlite": "aiosqlite"}[driver]
+        assert store.engine("memory").dialect.driver == expected
 
 
 def test_unknown_sqlite_driver_is_a_configuration_error() -> None:
@@ -233,3 +235,34 @@ async def test_calls_to_a_down_domain_raise_domain_unavailable(fresh_url: str) -
         assert await store.memory.get_thread("t") is None  # the other domain is unaffected
     finally:
         await store.close()
+
+
+async def test_inline_sqlite_waits_for_a_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """Another connection holds SQLite's write lock: our write waits for it with the event
+    loop free (a ticker keeps running), then succeeds once the lock is released."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "locked.db"
+    async with CompositeStore(f"sqlite:///{path}") as store:
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+        release.start()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            await store.memory.save_thread(Thread(id="t", resource_id="r"))
+        finally:
+            ticking.cancel()
+            release.join()
+            holder.close()
+        assert ticks >= 20  # the loop ran while the write waited for ~0.5 s
+        assert await store.memory.get_thread("t") is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 
 from composite_store import DOMAINS, CompositeStore, SchemaOutOfDateError, schema
@@ -145,10 +145,32 @@ async def test_check_only_mode_names_the_command(fresh_url: str) -> None:
 
 
 async def test_init_twice_is_cheap_and_safe(fresh_url: str) -> None:
+    """A second init() on the same store sends nothing; a new store on a database already at
+    head only reads the version tables (no DDL, no version writes)."""
+
+    def record(store: CompositeStore) -> list[str]:
+        seen: list[str] = []
+        for engine in {store.engine(d) for d in DOMAINS}:
+            event.listen(
+                engine.sync_engine,
+                "before_cursor_execute",
+                lambda _c, _cur, statement, *_a: seen.append(statement),
+            )
+        return seen
+
     async with CompositeStore(fresh_url) as store:
+        sent = record(store)
         await store.init()
-    async with CompositeStore(fresh_url) as again:  # a second process's view: already at head
-        await again.init()
+        assert sent == []
+    fresh = CompositeStore(fresh_url)
+    sent = record(fresh)
+    try:
+        await fresh.init()
+    finally:
+        await fresh.close()
+    assert sent, "the revisions must be read"
+    changes = ("CREATE", "ALTER", "INSERT", "UPDATE", "DELETE", "DROP")
+    assert [s for s in sent if s.lstrip().upper().startswith(changes)] == []
 
 
 def _cli_env(url: str) -> dict[str, str]:
