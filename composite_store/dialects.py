@@ -7,13 +7,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     ColumnElement,
     Index,
     Insert,
     Integer,
     Select,
+    String,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     cast,
     func,
@@ -103,6 +108,18 @@ def final(stmt: Select[Any], table: Table) -> Select[Any]:
     """Read ``table`` deduplicated: ClickHouse's ReplacingMergeTree keeps older versions of a
     row until a merge, ``FINAL`` folds them at read time. Other backends ignore the hint."""
     return stmt.with_hint(table, "FINAL", dialect_name="clickhouse")
+
+
+def in_ids(dialect_name: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """``column IN <the list bound to name>``, as one parameter: the statement is the same for
+    any number of ids, so it is compiled (and prepared by the server) once. PostgreSQL binds
+    an array, SQLite a JSON array read back with ``json_each``; others expand the list."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String())))
+    if dialect_name == "sqlite":
+        listed = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
+        return column.in_(select(listed.c.value))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def for_update(dialect_name: str, stmt: Select[Any]) -> Select[Any]:

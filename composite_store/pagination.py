@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,17 +58,16 @@ async def fetch_page(
     """Run ``stmt`` (filtered and ordered, not yet paginated) for one page of ``model``."""
     rows = (await conn.execute(paginate(stmt, page, per_page))).all()
     count = select(func.count()).select_from(stmt.order_by(None).subquery())
-    total = await count_total(conn, count, {}, page, per_page, len(rows))
+
+    async def count_rows() -> int:
+        return int((await conn.execute(count)).scalar_one())
+
+    total = await count_total(count_rows, page, per_page, len(rows))
     return make_page([hydrate(model, row) for row in rows], total, page, per_page)
 
 
 async def count_total(
-    conn: AsyncConnection,
-    count: Select[Any],
-    params: Mapping[str, Any],
-    page: int,
-    per_page: int | None,
-    page_size: int,
+    count: Callable[[], Awaitable[int]], page: int, per_page: int | None, page_size: int
 ) -> int:
     """The size of the whole filtered list. The page tells it when it holds every row or is
     short (everything before it was full); only otherwise is ``count`` run."""
@@ -76,4 +75,4 @@ async def count_total(
         return page_size
     if 0 < page_size < per_page:
         return page * per_page + page_size
-    return int((await conn.execute(count, params)).scalar_one())
+    return await count()

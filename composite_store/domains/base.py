@@ -6,7 +6,7 @@ opening a transaction of the right kind, and turning driver exceptions into the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 from composite_store.dialects import for_update
 from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
+from composite_store.fastpath import RAW_DISCONNECTS, RAW_DRIVER_ERRORS, FastConnection, FastPath
 
 M = TypeVar("M")
 S = TypeVar("S")
@@ -38,18 +39,21 @@ def domain_metadata(domain: str) -> MetaData:
 
 # What the database and its driver raise. Anything else SQLAlchemy raises (a CompileError,
 # say) is a bug in composite-store and must not be disguised as a database error.
-DRIVER_ERRORS = (
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.DBAPIError,
     sa_exc.TimeoutError,  # the pool had no connection to give in time
     sa_exc.DisconnectionError,
     OSError,
     TimeoutError,
+    *RAW_DRIVER_ERRORS,  # from statements run on the driver (``composite_store.fastpath``)
 )
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means "the database cannot be reached", not "the statement failed"."""
     if isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if isinstance(exc, RAW_DISCONNECTS):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         return (
@@ -112,6 +116,13 @@ def hydrate(model: type[M], row: Row[Any]) -> M:
     return obj
 
 
+def hydrate_values(model: type[M], keys: Sequence[str], values: Sequence[Any]) -> M:
+    """``hydrate`` for a plain tuple of values under attribute-name ``keys`` (fast path)."""
+    obj: M = manager_of_class(model).new_instance()
+    obj.__dict__.update(zip(keys, values, strict=False))
+    return obj
+
+
 async def fetch_one(
     conn: AsyncConnection, model: type[M], *where: ColumnElement[bool], lock: bool = False
 ) -> M | None:
@@ -156,6 +167,7 @@ class DomainStore:
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
         self._autocommit_engine = autocommit(engine)
         self._statements: dict[str, Any] = {}
+        self._fast = FastPath(engine)
         self.masked_url = masked_url
 
     @property
@@ -191,6 +203,16 @@ class DomainStore:
         made of one statement (atomic by itself), without BEGIN/COMMIT round trips."""
         try:
             async with self._autocommit_engine.connect() as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc, self.domain, self.masked_url) from exc
+
+    @asynccontextmanager
+    async def _connect(self, *, transaction: bool = False) -> AsyncIterator[FastConnection]:
+        """A fast-path connection (``composite_store.fastpath``) for the hot statements:
+        ``transaction=True`` is ``_transaction()``'s atomic unit, otherwise ``_autocommit()``."""
+        try:
+            async with self._fast.connect(transaction=transaction) as conn:
                 yield conn
         except DRIVER_ERRORS as exc:
             raise translate_error(exc, self.domain, self.masked_url) from exc

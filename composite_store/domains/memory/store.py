@@ -25,14 +25,14 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store import validation as v
-from composite_store.dialects import json_matches, upsert
+from composite_store.dialects import for_update, in_ids, json_matches, upsert
 from composite_store.domains.base import (
     DomainStore,
     fetch_one,
     hydrate,
+    hydrate_values,
     model_columns,
     row_values,
     table_of,
@@ -40,6 +40,7 @@ from composite_store.domains.base import (
 )
 from composite_store.domains.memory.models import Message, Resource, Thread
 from composite_store.errors import NotFoundError, ValidationError
+from composite_store.fastpath import FastConnection
 from composite_store.pagination import (
     Page,
     check_page,
@@ -56,6 +57,13 @@ resources = table_of(Resource)
 THREAD_ORDER_FIELDS = ("created_at", "updated_at")
 MESSAGE_UPDATE_FIELDS = ("thread_id", "resource_id", "role", "type", "content", "created_at")
 IN_PAGE = "_in_page"  # marks page rows apart from include-window rows in one result
+MESSAGE_KEYS = tuple(str(column.key) for column in model_columns(Message))
+_ID, _CREATED_AT = MESSAGE_KEYS.index("id"), MESSAGE_KEYS.index("created_at")
+
+
+def _message_order(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(created_at, id) of a message row selected with ``model_columns(Message)``."""
+    return row[_CREATED_AT], row[_ID]
 
 
 @dataclass(frozen=True)
@@ -167,11 +175,11 @@ class MemoryStore(DomainStore):
                 update=["thread_id", "resource_id", "role", "type", "content"],
             ).returning(messages.c.id, messages.c.created_at),
         )
-        async with self._transaction() as conn:
+        async with self._connect(transaction=True) as conn:
             # Touching the threads first also proves they exist and locks them before the
             # messages: one round trip for both, and one lock order for every writer.
             await self._touch_threads(conn, thread_ids, require=True)
-            stored_at: dict[str, datetime] = dict((await conn.execute(stmt, rows)).tuples().all())
+            stored_at: dict[str, datetime] = dict(await conn.insert_many(stmt, rows))
         result = []
         for message in messages_:  # the caller's objects, completed as stored
             message.created_at = stored_at[message.id]
@@ -225,23 +233,26 @@ class MemoryStore(DomainStore):
             params.update(
                 {f"inc{i}": inc.id, f"inc{i}_prev": inc.previous, f"inc{i}_next": inc.next}
             )
-        async with self._autocommit() as conn:
-            rows = (await conn.execute(page_stmt, params)).all()
-            in_page = [row for row in rows if row._mapping[IN_PAGE]] if includes else list(rows)
+        async with self._connect() as conn:
+            rows = await conn.rows(page_stmt, params)
+            in_page = [row for row in rows if row[-1]] if includes else rows
             beyond = None
             if not with_total and per_page is not None and len(in_page) > per_page:
-                in_page.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
+                in_page.sort(key=_message_order, reverse=descending)
                 beyond = in_page.pop()  # read only to learn that more rows exist
+
+            async def count_rows() -> int:
+                return int((await conn.rows(count_stmt, params))[0][0])
+
             total = (
-                await count_total(conn, count_stmt, params, page, per_page, len(in_page))
-                if with_total
-                else None
+                await count_total(count_rows, page, per_page, len(in_page)) if with_total else None
             )
         if includes:  # the page and the windows overlap and interleave: merge them
-            found = {row.id: hydrate(Message, row) for row in rows if row is not beyond}
-            items = sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=descending)
+            found = {row[_ID]: row for row in rows if row is not beyond}
+            ordered = sorted(found.values(), key=_message_order, reverse=descending)
         else:  # the page alone, already in order
-            items = [hydrate(Message, row) for row in in_page]
+            ordered = in_page
+        items = [hydrate_values(Message, MESSAGE_KEYS, row) for row in ordered]
         if total is None:
             return Page(items, None, page, per_page, has_more=beyond is not None)
         return make_page(items, total, page, per_page)
@@ -266,17 +277,27 @@ class MemoryStore(DomainStore):
         if not checked:
             return []
         by_id = {u["id"]: u for u in checked}
-        async with self._transaction() as conn:
-            stmt = (
-                select(*model_columns(Message))
-                .where(messages.c.id.in_(list(by_id)))
-                .with_for_update()
-            )
-            current = [hydrate(Message, row) for row in await conn.execute(stmt)]
+        locked = self._statement(
+            "messages_for_update",
+            lambda: for_update(
+                self.dialect,
+                select(*model_columns(Message)).where(in_ids(self.dialect, messages.c.id, "ids")),
+            ),
+        )
+        rewrite = self._statement(
+            "rewrite_message",
+            lambda: (
+                update(messages)
+                .where(messages.c.id == bindparam("b_id"))
+                .values({c.name: bindparam(f"b_{c.name}", type_=c.type) for c in messages.c})
+            ),
+        )
+        async with self._connect(transaction=True) as conn:
+            rows = await conn.rows(locked, {"ids": list(by_id)})
+            current = [hydrate_values(Message, MESSAGE_KEYS, row) for row in rows]
             targets = sorted({u["thread_id"] for u in checked if "thread_id" in u})
             await self._touch_threads(conn, targets, require=True)
             touched: set[str] = set()
-            params = []
             for message in current:
                 change = by_id[message.id]
                 touched.add(message.thread_id)
@@ -286,12 +307,8 @@ class MemoryStore(DomainStore):
                 if "content" in change:
                     message.content = _merge_content(message.content, change["content"])
                 touched.add(message.thread_id)
-                values = row_values(message)
-                values["b_id"] = values.pop("id")
-                params.append(values)
-            if params:
-                by_bound_id = update(messages).where(messages.c.id == bindparam("b_id"))
-                await conn.execute(by_bound_id, params)
+                values = {f"b_{name}": value for name, value in row_values(message).items()}
+                await conn.rows(rewrite, values)
             await self._touch_threads(conn, sorted(touched - set(targets)))  # targets: done
         return sorted(current, key=lambda m: (m.created_at, m.id))
 
@@ -300,13 +317,20 @@ class MemoryStore(DomainStore):
         wanted = v.require_ids(ids, "ids")
         if not wanted:
             return
-        async with self._transaction() as conn:
-            stmt = delete(messages).where(messages.c.id.in_(wanted)).returning(messages.c.thread_id)
-            thread_ids = sorted(set((await conn.execute(stmt)).scalars()))
+        stmt = self._statement(
+            "delete_messages",
+            lambda: (
+                delete(messages)
+                .where(in_ids(self.dialect, messages.c.id, "ids"))
+                .returning(messages.c.thread_id)
+            ),
+        )
+        async with self._connect(transaction=True) as conn:
+            thread_ids = sorted({row[0] for row in await conn.rows(stmt, {"ids": wanted})})
             await self._touch_threads(conn, thread_ids)
 
     async def _touch_threads(
-        self, conn: AsyncConnection, thread_ids: Sequence[str], *, require: bool = False
+        self, conn: FastConnection, thread_ids: Sequence[str], *, require: bool = False
     ) -> None:
         """Bump the threads' ``updated_at``; with ``require``, a missing one is NotFoundError."""
         if not thread_ids:
@@ -315,12 +339,14 @@ class MemoryStore(DomainStore):
             "touch_threads",
             lambda: (
                 update(threads)
-                .where(threads.c.id.in_(bindparam("ids", expanding=True)))
-                .values(updated_at=bindparam("now"))
+                .where(in_ids(self.dialect, threads.c.id, "ids"))
+                .values(updated_at=bindparam("now", type_=UTCDateTime()))
                 .returning(threads.c.id)
             ),
         )
-        found = set((await conn.execute(stmt, {"ids": thread_ids, "now": utcnow()})).scalars())
+        found = {
+            row[0] for row in await conn.rows(stmt, {"ids": list(thread_ids), "now": utcnow()})
+        }
         missing = [t for t in thread_ids if t not in found]
         if require and missing:
             raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")

@@ -20,7 +20,14 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, select
 
 from composite_store import validation as v
 from composite_store.dialects import after_delete, final, for_update, upsert
-from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
+from composite_store.domains.base import (
+    DomainStore,
+    hydrate,
+    hydrate_values,
+    model_columns,
+    row_values,
+    table_of,
+)
 from composite_store.domains.observability.models import Span
 from composite_store.errors import NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
@@ -57,6 +64,9 @@ class Trace:
     spans: list[Span]
 
 
+SPAN_KEYS = tuple(str(column.key) for column in model_columns(Span))
+
+
 class ObservabilityStore(DomainStore):
     domain = "observability"
 
@@ -76,8 +86,9 @@ class ObservabilityStore(DomainStore):
         if not rows:
             return
         stmt = self._insert_statement()
-        async with self._autocommit() as conn:  # one statement: atomic by itself
-            await conn.execute(stmt, _unique(rows))
+        # atomic: a batch too big for one statement is written in several
+        async with self._connect(transaction=True) as conn:
+            await conn.insert_many(stmt, _unique(rows))
 
     async def update_span(self, trace_id: str, span_id: str, **fields: Any) -> Span:
         """Change some fields of a stored span (``NotFoundError`` if there is none)."""
@@ -144,11 +155,11 @@ class ObservabilityStore(DomainStore):
                 spans,
             ),
         )
-        async with self._autocommit() as conn:
-            rows = (await conn.execute(stmt, {"trace_id": trace_id})).all()
+        async with self._connect() as conn:
+            rows = await conn.rows(stmt, {"trace_id": trace_id})
         if not rows:
             return None
-        return Trace(trace_id, [hydrate(Span, row) for row in rows])
+        return Trace(trace_id, [hydrate_values(Span, SPAN_KEYS, row) for row in rows])
 
     async def list_traces(
         self,

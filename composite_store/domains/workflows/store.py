@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, update
 
 from composite_store import validation as v
 from composite_store.dialects import upsert
@@ -24,6 +24,13 @@ from composite_store.sqltypes import utcnow
 runs = table_of(WorkflowRun)
 # What a persist returns besides what the caller already holds (the snapshot is not re-read).
 _PERSISTED = (runs.c.resource_id, runs.c.version, runs.c.created_at, runs.c.updated_at)
+
+
+def _version_statement() -> Select[Any]:
+    """The stored version of a run, to explain a failed compare-and-set."""
+    return select(runs.c.version).where(
+        runs.c.workflow_name == bindparam("workflow_name"), runs.c.run_id == bindparam("run_id")
+    )
 
 
 class WorkflowsStore(DomainStore):
@@ -72,24 +79,25 @@ class WorkflowsStore(DomainStore):
             row = {f"b_{name}": value for name, value in row.items()}
             row["b_expected_version"] = expected_version
         # one statement (the version read only explains a conflict)
-        async with self._autocommit() as conn:
-            stored = (await conn.execute(stmt, row)).first()
-            if stored is None:
-                key = (runs.c.workflow_name == workflow_name) & (runs.c.run_id == run_id)
-                current = await conn.scalar(select(runs.c.version).where(key))
+        async with self._connect() as conn:
+            stored = await conn.rows(stmt, row)
+            if not stored:
+                key = {"workflow_name": workflow_name, "run_id": run_id}
+                current = await conn.rows(self._statement("version", _version_statement), key)
                 raise ConflictError(
                     f"run {workflow_name}/{run_id}: expected version {expected_version}, "
-                    f"found {'no run' if current is None else current}"
+                    f"found {current[0][0] if current else 'no run'}"
                 )
+        resource, version, created_at, updated_at = stored[0]
         return WorkflowRun(
             workflow_name=workflow_name,
             run_id=run_id,
             snapshot=document,
             status=status,
-            resource_id=stored.resource_id,
-            version=stored.version,
-            created_at=stored.created_at,
-            updated_at=stored.updated_at,
+            resource_id=resource,
+            version=version,
+            created_at=created_at,
+            updated_at=updated_at,
         )
 
     def _persist_statement(self) -> Any:
@@ -143,8 +151,9 @@ class WorkflowsStore(DomainStore):
             ),
         )
         params = {"workflow_name": workflow_name, "run_id": run_id}
-        async with self._autocommit() as conn:
-            found: dict[str, Any] | None = await conn.scalar(stmt, params)
+        async with self._connect() as conn:
+            rows = await conn.rows(stmt, params)
+        found: dict[str, Any] | None = rows[0][0] if rows else None
         return found
 
     async def get_run(self, run_id: str, workflow_name: str | None = None) -> WorkflowRun | None:
