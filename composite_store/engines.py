@@ -78,7 +78,7 @@ def create_engine_for(config: DomainConfig, options: EngineOptions) -> AsyncEngi
                 "server_settings": {"jit": "off", "application_name": "composite-store"},
             },
         )
-        _pre_ping_postgresql(engine, options.ping_after_idle)
+        _pre_ping_postgresql(engine, options.ping_after_idle, options.connect_timeout)
         return engine
     if config.backend == "clickhouse":
         return _clickhouse_engine(config, options)
@@ -155,13 +155,14 @@ def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
     return engine
 
 
-def _pre_ping_postgresql(engine: AsyncEngine, ping_after_idle: float) -> None:
+def _pre_ping_postgresql(engine: AsyncEngine, ping_after_idle: float, timeout: float) -> None:
     """Pre-ping that costs nothing on the hot path, so a restarted server is survived.
 
     SQLAlchemy's ``pool_pre_ping`` sends BEGIN/;/ROLLBACK (three round trips) at every
     checkout. Instead: a connection the server closed (a restart) is seen by asyncpg without
     any traffic (``is_closed()``); one idle for longer than ``ping_after_idle`` seconds (a
-    silently dropped socket) gets one real round trip. Either way the pool replaces it.
+    silently dropped socket) gets one real round trip, bounded by ``timeout`` (a frozen
+    server would otherwise hold the caller forever). Either way the pool replaces it.
     """
 
     @event.listens_for(engine.sync_engine.pool, "checkin")
@@ -176,7 +177,7 @@ def _pre_ping_postgresql(engine: AsyncEngine, ping_after_idle: float) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is not None and time.monotonic() - idle_since > ping_after_idle:
             try:
-                await_only(driver.execute("SELECT 1"))
+                await_only(driver.execute("SELECT 1", timeout=timeout))
             except Exception as exc:
                 raise DisconnectionError(f"ping failed: {exc}") from exc
 
