@@ -387,22 +387,29 @@ def median_result(results: list[Result]) -> Result:
 
 
 async def run_bench(
-    store: CompositeStore, *, sizes: Sizes, rounds: int, scratch: Path
-) -> tuple[Result, Result]:
+    store: CompositeStore,
+    *,
+    sizes: Sizes,
+    rounds: int,
+    scratch: Path,
+    systems: tuple[str, ...] = ("store", "floor"),
+) -> list[Result]:
     """Store and floor alternately (A B A B ...), ``rounds`` times; medians of each. The
-    memory/workflow steps run where those domains live, O1/O2 where observability lives."""
-    ours: list[Result] = []
-    floors: list[Result] = []
+    memory/workflow steps run where those domains live, O1/O2 where observability lives.
+    ``systems`` picks one of them (``bench --peers`` runs each in its own process)."""
+    runs: dict[str, list[Result]] = {name: [] for name in systems}
     floor = floor_for(store, "memory", scratch)
     span_floor = floor_for(store, "observability", scratch)
     for round_number in range(rounds):
-        mine = await run_workload(CompositeSystem(store), sizes, seed=round_number)
-        theirs = await run_workload(floor, sizes, seed=round_number)
-        mine.steps |= (await run_span_workload(CompositeSystem(store), sizes, round_number)).steps
-        spans = await run_span_workload(span_floor, sizes, seed=round_number)
-        theirs.steps |= spans.steps
-        if span_floor.backend != floor.backend:
-            theirs.system = f"{floor.name} + {span_floor.name}"
-        ours.append(mine)
-        floors.append(theirs)
-    return median_result(ours), median_result(floors)
+        if "store" in systems:
+            mine = await run_workload(CompositeSystem(store), sizes, seed=round_number)
+            spans = await run_span_workload(CompositeSystem(store), sizes, round_number)
+            mine.steps |= spans.steps
+            runs["store"].append(mine)
+        if "floor" in systems:
+            theirs = await run_workload(floor, sizes, seed=round_number)
+            theirs.steps |= (await run_span_workload(span_floor, sizes, round_number)).steps
+            if span_floor.backend != floor.backend:
+                theirs.system = f"{floor.name} + {span_floor.name}"
+            runs["floor"].append(theirs)
+    return [median_result(runs[name]) for name in systems]

@@ -67,6 +67,10 @@ async def _run(args: argparse.Namespace) -> int:
         from composite_store.demo import run_demo
 
         return await run_demo()
+    if args.command == "bench" and args.peers:
+        from composite_store.peers import run_peers
+
+        return await asyncio.to_thread(run_peers, rounds=max(args.rounds, 1), scale=args.scale)
     store = CompositeStore.from_env()
     try:
         if args.command == "status":
@@ -88,12 +92,16 @@ async def _bench(store: CompositeStore, args: argparse.Namespace) -> int:
     from composite_store.benchmark import Sizes, ratio_table, run_bench
 
     sizes = Sizes().scaled(args.scale) if args.scale != 1.0 else Sizes()
+    systems = ("store", "floor") if args.system == "both" else (args.system,)
     with tempfile.TemporaryDirectory() as scratch:
-        ours, floor = await run_bench(store, sizes=sizes, rounds=args.rounds, scratch=Path(scratch))
-    if args.json:
-        for result in (ours, floor):
+        results = await run_bench(
+            store, sizes=sizes, rounds=args.rounds, scratch=Path(scratch), systems=systems
+        )
+    if args.json or len(results) == 1:
+        for result in results:
             print(json.dumps(result.as_json()))
         return 0
+    ours, floor = results
     where = store.config["memory"].masked_url
     print(
         f"AW-1 on {ours.backend} ({where}), {args.rounds} round(s), medians; ratio = "
@@ -120,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="one JSON object per system")
     bench.add_argument("--rounds", type=int, default=1, help="alternate store/floor N times")
     bench.add_argument("--scale", type=float, default=1.0, help="shrink the workload (smoke runs)")
+    bench.add_argument(
+        "--system", choices=("both", "store", "floor"), default="both", help="what to measure"
+    )
+    bench.add_argument(
+        "--peers",
+        action="store_true",
+        help="composite-store, the floors and Mastra's stores on a throwaway PostgreSQL and "
+        "SQLite, each in its own process (needs a checkout with bench/peers, Node and npm)",
+    )
     return parser
 
 
