@@ -38,6 +38,8 @@ def check_page(page: int, per_page: int | None) -> None:
         isinstance(per_page, bool) or not isinstance(per_page, int) or per_page < 0
     ):
         raise ValidationError(f"per_page must be an integer >= 0 or None, got {per_page!r}")
+    if page * (per_page or 0) > 2**62 or (per_page or 0) > 2**62:
+        raise ValidationError("page and per_page reach past any table (offset over 2**62)")
 
 
 def paginate(stmt: Select[Any], page: int, per_page: int | None) -> Select[Any]:

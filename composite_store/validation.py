@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from composite_store.errors import ValidationError
 
 MAX_ID_LENGTH = 1024
+MAX_INT = 2**62  # 64-bit columns, with room for the arithmetic done on them (offsets, +1)
 T = TypeVar("T")
 
 
@@ -46,8 +47,8 @@ def optional_id(value: object, name: str) -> str | None:
 
 
 def require_ids(values: Iterable[object], name: str) -> list[str]:
-    if isinstance(values, str | bytes):
-        raise ValidationError(f"{name} must be a list of ids, not a single string")
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(f"{name} must be a list of ids, got {_show(values)}")
     return [require_id(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
@@ -68,6 +69,7 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
+    _require_string_keys(value, name)
     if "\x00" in text or "\\u0000" in text:
         raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
     try:
@@ -75,6 +77,19 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
     except UnicodeEncodeError:
         raise ValidationError(f"{name} is not valid unicode (a lone surrogate)") from None
     return value
+
+
+def _require_string_keys(value: object, name: str) -> None:
+    """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise ValidationError(f"{name}: JSON object keys must be strings")
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
 
 
 def optional_json(value: object, name: str, *, dict_only: bool = True) -> Any:
@@ -92,14 +107,18 @@ def metadata_filter(value: object, name: str = "metadata") -> dict[str, Any] | N
 
 def _check_filter_keys(value: Any, name: str) -> None:
     """Keys become JSON paths: non-empty strings without double quotes, at every level."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key or '"' in key:
-                raise ValidationError(f"{name} filter keys must be non-empty strings without '\"'")
-            _check_filter_keys(item, name)
-    elif isinstance(value, list):
-        for item in value:
-            _check_filter_keys(item, name)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, nested in item.items():
+                if not isinstance(key, str) or not key or '"' in key:
+                    raise ValidationError(
+                        f"{name} filter keys must be non-empty strings without '\"'"
+                    )
+                pending.append(nested)
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def require_datetime(value: object, name: str) -> datetime:
@@ -108,6 +127,10 @@ def require_datetime(value: object, name: str) -> datetime:
         raise ValidationError(f"{name} must be a datetime, got {_show(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
+    try:  # stored in UTC: year 1 at +05:00 or 9999-12-31 at -05:00 has no UTC value
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(f"{name} is outside the range of UTC datetimes") from None
     return value
 
 
@@ -139,6 +162,8 @@ def require_int(value: object, name: str, *, minimum: int | None = None) -> int:
         raise ValidationError(f"{name} must be an integer, got {_show(value)}")
     if minimum is not None and value < minimum:
         raise ValidationError(f"{name} must be >= {minimum}, got {value}")
+    if abs(value) > MAX_INT:
+        raise ValidationError(f"{name} does not fit a 64-bit integer column")
     return value
 
 
@@ -156,5 +181,8 @@ def reject_unknown(fields: Mapping[str, object], allowed: Iterable[str], what: s
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a deeply nested document
+        return f"a deeply nested {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -264,15 +264,17 @@ class MemoryStore(DomainStore):
             return []
         stmt = (
             select(*model_columns(Message))
-            .where(messages.c.id.in_(wanted))
+            .where(in_ids(self.dialect, messages.c.id, "ids"))
             .order_by(messages.c.created_at, messages.c.id)
         )
         async with self._autocommit() as conn:
-            return [hydrate(Message, row) for row in await conn.execute(stmt)]
+            return [hydrate(Message, row) for row in await conn.execute(stmt, {"ids": wanted})]
 
     async def update_messages(self, updates: Sequence[Mapping[str, Any]]) -> list[Message]:
         """Partial updates ``{"id": ..., field: value}``; ``content`` is merged into the stored
         content, its ``metadata`` deep-merged. Unknown ids are ignored."""
+        if isinstance(updates, str | bytes | Mapping) or not isinstance(updates, Iterable):
+            raise ValidationError("update_messages takes a list of dicts")
         checked = [_check_message_update(u, i) for i, u in enumerate(updates)]
         if not checked:
             return []
@@ -502,7 +504,11 @@ def _resource_row(resource: object) -> dict[str, Any]:
     return row_values(resource)
 
 
-def _check_includes(include: Sequence[Include]) -> list[Include]:
+def _check_includes(include: Sequence[Include] | None) -> list[Include]:
+    if include is None:
+        return []
+    if isinstance(include, Include) or not isinstance(include, Iterable):
+        raise ValidationError(f"include must be a list of Include, got {type(include).__name__}")
     checked = []
     for i, inc in enumerate(include):
         if not isinstance(inc, Include):

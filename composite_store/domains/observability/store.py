@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, bindparam, delete, select
 
 from composite_store import validation as v
-from composite_store.dialects import after_delete, final, for_update, upsert
+from composite_store.dialects import after_delete, final, for_update, in_ids, upsert
 from composite_store.domains.base import (
     DomainStore,
     hydrate,
@@ -226,7 +226,8 @@ class ObservabilityStore(DomainStore):
         if not wanted:
             return
         async with self._autocommit() as conn:  # one statement
-            await conn.execute(delete(spans).where(spans.c.trace_id.in_(wanted)))
+            stmt = delete(spans).where(in_ids(self.dialect, spans.c.trace_id, "ids"))
+            await conn.execute(stmt, {"ids": wanted})
             await after_delete(conn, spans)
 
     def span_writer(
