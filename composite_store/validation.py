@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from composite_store.errors import ValidationError
 
 MAX_ID_LENGTH = 1024
+MAX_JSON_DEPTH = 256  # deeper documents would exhaust the serialiser's stack on the way out
+MAX_FILTER_VALUES = 1000  # each filter value is one condition in the statement
 MAX_INT = 2**62  # 64-bit columns, with room for the arithmetic done on them (offsets, +1)
 T = TypeVar("T")
 
@@ -65,11 +67,11 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
     """A JSON document (a dict unless ``dict_only=False``) that every backend can store."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
+    _require_string_keys(value, name)
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
-    _require_string_keys(value, name)
     if "\x00" in text or "\\u0000" in text:
         raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
     try:
@@ -80,16 +82,19 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
 
 
 def _require_string_keys(value: object, name: str) -> None:
-    """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``."""
-    pending = [value]
+    """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``. Also
+    bounds the nesting depth, which the drivers' serialisers would otherwise overflow."""
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, dict):
             if not all(isinstance(key, str) for key in item):
                 raise ValidationError(f"{name}: JSON object keys must be strings")
-            pending.extend(item.values())
+            pending.extend((nested, depth + 1) for nested in item.values())
         elif isinstance(item, list | tuple):
-            pending.extend(item)
+            pending.extend((nested, depth + 1) for nested in item)
 
 
 def optional_json(value: object, name: str, *, dict_only: bool = True) -> Any:
@@ -106,10 +111,17 @@ def metadata_filter(value: object, name: str = "metadata") -> dict[str, Any] | N
 
 
 def _check_filter_keys(value: Any, name: str) -> None:
-    """Keys become JSON paths: non-empty strings without double quotes, at every level."""
+    """Keys become JSON paths: non-empty strings without double quotes, at every level.
+    Every value becomes a condition: their number and integer range are bounded."""
     pending = [value]
+    seen = 0
     while pending:
         item = pending.pop()
+        seen += 1
+        if seen > MAX_FILTER_VALUES:
+            raise ValidationError(f"{name} filter has more than {MAX_FILTER_VALUES} values")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            raise ValidationError(f"{name} filter integers must fit 64 bits")
         if isinstance(item, dict):
             for key, nested in item.items():
                 if not isinstance(key, str) or not key or '"' in key:

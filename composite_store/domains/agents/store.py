@@ -184,8 +184,10 @@ class AgentsStore(DomainStore):
 def _check_config(name: str, value: object) -> None:
     if name == "name":
         v.require_id(value, "name")
-    elif not isinstance(value, str) or "\x00" in value:
-        raise ValidationError(f"{name} must be a string without NUL bytes")
+    elif not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string")
+    else:
+        v.optional_text(value, name)  # no NUL, no lone surrogates
 
 
 def _agent_row(agent: object) -> dict[str, Any]:
