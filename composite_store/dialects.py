@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
@@ -120,6 +121,18 @@ def in_ids(dialect_name: str, column: ColumnElement[Any], name: str) -> ColumnEl
         listed = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
         return column.in_(select(listed.c.value))
     return column.in_(bindparam(name, expanding=True))
+
+
+def insert_from_arrays(statement: Insert, columns: Sequence[str]) -> Insert:
+    """PostgreSQL: ``statement`` (an INSERT or upsert) fed by one array per column, bound
+    as ``<column>_all`` and read back row by row with ``unnest``. The text is the same for
+    any number of rows, so the server prepares and plans it once; a multi-row VALUES of a
+    few hundred rows is a new statement per size, and asyncpg will not even cache one over
+    15 KB."""
+    table: Any = statement.table
+    arrays = [bindparam(f"{c}_all", type_=PG_ARRAY(table.c[c].type, dimensions=1)) for c in columns]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived()
+    return statement.from_select(list(columns), select(*(rows.c[c] for c in columns)))
 
 
 def for_update(dialect_name: str, stmt: Select[Any]) -> Select[Any]:

@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Insert, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Insert, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from composite_store.dialects import insert_from_arrays
 from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError
+from composite_store.sqlite_inline import busy_delays, is_busy
 
 Processor = Callable[[Any], Any] | None
 
@@ -48,7 +50,6 @@ _ASYNCPG_DISCONNECTS = (
     OSError,
     TimeoutError,
 )
-_SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 # Errors after which an asyncpg connection is known to be usable: the server reported a
 # failed statement, or the store raised its own error between statements.
 _CONNECTION_STILL_SANE = (asyncpg.exceptions.PostgresError, CompositeStoreError)
@@ -75,14 +76,13 @@ class Compiled:
         self.statement = statement
         self.sql = compiled.string
         binds = compiled.binds
-        order = compiled.positiontup or []
         self._binds: list[tuple[str, Any, Processor]] = [
             (
                 name,
                 binds[name].effective_value,
                 binds[name].type.dialect_impl(dialect).bind_processor(dialect),
             )
-            for name in order
+            for name in compiled.positiontup or []
         ]
         columns = list(getattr(statement, "exported_columns", ()))
         self.keys: tuple[str, ...] = tuple(str(col.key) for col in columns)
@@ -98,49 +98,79 @@ class Compiled:
             out.append(value if process is None or value is None else process(value))
         return out
 
+    def row_arguments(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[Any]:
+        """``arguments`` for a multi-row VALUES (see ``FastConnection._values_for``), read
+        straight from the rows: no parameter dict of rows x columns names."""
+        width = len(columns)
+        if len(self._binds) != width * len(rows):
+            raise TypeError("row_arguments takes the rows of a multi-row VALUES, no other binds")
+        processors = [process for _, _, process in self._binds[:width]]
+        return [
+            value if process is None or value is None else process(value)
+            for row in rows
+            for value, process in zip((row[c] for c in columns), processors, strict=True)
+        ]
+
     def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Driver rows to Python values, as SQLAlchemy's result would give them."""
         processors = self._results
         if not any(processors):
             return [tuple(row) for row in rows]
-        pairs = list(enumerate(processors))
         return [
             tuple(
                 value if p is None or value is None else p(value)
-                for (_, p), value in zip(pairs, row, strict=False)
+                for p, value in zip(processors, row, strict=False)
             )
             for row in rows
         ]
+
+
+class StatementCache:
+    """Compiled statements of one engine, the least recently used dropped past ``size``.
+    Keyed by the statement object's identity: an entry holds its statement alive, so an id
+    is never reused while its entry exists."""
+
+    def __init__(self, dialect: Dialect, size: int = 256) -> None:
+        self.dialect = dialect
+        self._size = size
+        self._entries: OrderedDict[Any, Compiled] = OrderedDict()
+
+    def get(self, key: Any, build: Callable[[], ClauseElement]) -> Compiled:
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = Compiled(build(), self.dialect)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class FastConnection:
     """A pooled connection that runs statements: ``rows()`` for one statement,
     ``insert_many()`` for a batch of rows."""
 
-    # bound parameters per statement: both PostgreSQL and SQLite stop at 32,766
-    MAX_PARAMETERS = 30_000
+    # Bound parameters in one multi-row VALUES: bounds the SQL text (and the cache) per
+    # statement; past a few hundred rows, more rows a statement save nothing.
+    MAX_PARAMETERS = 2_000
 
-    def __init__(self, dialect: Dialect, cache: dict[Any, Compiled]) -> None:
-        self.dialect = dialect
+    def __init__(self, cache: StatementCache) -> None:
         self._cache = cache
-
-    def compiled(self, statement: ClauseElement) -> Compiled:
-        found = self._cache.get(id(statement))
-        if found is None:  # the statement is kept alive by Compiled, so its id stays unique
-            found = self._cache[id(statement)] = Compiled(statement, self.dialect)
-        return found
 
     async def rows(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        compiled = self.compiled(statement)
+        compiled = self._cache.get(id(statement), lambda: statement)
         return compiled.convert(await self._execute(compiled.sql, compiled.arguments(params or {})))
 
     async def insert_many(
         self, statement: Insert, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Any, ...]]:
-        """``statement`` (an INSERT, upsert or not) for every row, as multi-row VALUES
-        statements of up to ``MAX_PARAMETERS`` parameters; returns what it RETURNs."""
+        """``statement`` (an INSERT, upsert or not) for every row (all with the same keys),
+        as multi-row VALUES statements; returns what it RETURNs."""
         if not rows:
             return []
         columns = tuple(rows[0])
@@ -148,22 +178,25 @@ class FastConnection:
         out: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            compiled = self._multi_row(statement, columns, len(chunk))
-            params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in columns}
-            out += compiled.convert(await self._execute(compiled.sql, compiled.arguments(params)))
+            compiled = self._cache.get(
+                (id(statement), columns, len(chunk)),
+                partial(self._values_for, statement, columns, len(chunk)),
+            )
+            arguments = compiled.row_arguments(chunk, columns)
+            out += compiled.convert(await self._execute(compiled.sql, arguments))
         return out
 
-    def _multi_row(self, statement: Insert, columns: tuple[str, ...], count: int) -> Compiled:
-        key = (id(statement), columns, count)
-        found = self._cache.get(key)
-        if found is None:
-            table = statement.table
-            values = [
+    @staticmethod
+    def _values_for(statement: Insert, columns: tuple[str, ...], count: int) -> Insert:
+        """``statement`` with ``count`` rows of VALUES, parameters row by row in ``columns``
+        order (which ``Compiled.row_arguments`` relies on)."""
+        table: Any = statement.table
+        return statement.values(
+            [
                 {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns}
                 for i in range(count)
             ]
-            found = self._cache[key] = Compiled(statement.values(values), self.dialect)
-        return found
+        )
 
     async def _execute(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
         raise NotImplementedError
@@ -172,8 +205,8 @@ class FastConnection:
 class _SQLAlchemyConnection(FastConnection):
     """The fallback: statements run through SQLAlchemy as usual."""
 
-    def __init__(self, conn: AsyncConnection, cache: dict[Any, Compiled]) -> None:
-        super().__init__(conn.dialect, cache)
+    def __init__(self, conn: AsyncConnection, cache: StatementCache) -> None:
+        super().__init__(cache)
         self._conn = conn
 
     async def rows(
@@ -192,13 +225,10 @@ class _SQLAlchemyConnection(FastConnection):
 
 
 class _AsyncpgConnection(FastConnection):
-    """asyncpg. A batch goes in as one array per column (``INSERT ... SELECT FROM unnest``):
-    the statement text is the same for any batch size, so the server prepares and plans it
-    once. (asyncpg does not cache statements over 15 KB, which a multi-row VALUES of a few
-    hundred rows is: it would be parsed and planned on every call.)"""
+    """asyncpg; a batch goes in as one array per column (``dialects.insert_from_arrays``)."""
 
-    def __init__(self, driver: Any, dialect: Dialect, cache: dict[Any, Compiled]) -> None:
-        super().__init__(dialect, cache)
+    def __init__(self, driver: Any, cache: StatementCache) -> None:
+        super().__init__(cache)
         self._driver = driver
 
     async def insert_many(
@@ -207,18 +237,9 @@ class _AsyncpgConnection(FastConnection):
         if not rows:
             return []
         columns = tuple(rows[0])
-        key = (id(statement), columns, "unnest")
-        compiled = self._cache.get(key)
-        if compiled is None:
-            table: Any = statement.table
-            arrays = [
-                bindparam(f"{c}_all", type_=ARRAY(table.c[c].type, dimensions=1)) for c in columns
-            ]
-            unnested = func.unnest(*arrays).table_valued(*columns).render_derived()
-            source = select(*(unnested.c[c] for c in columns))
-            compiled = self._cache[key] = Compiled(
-                statement.from_select(columns, source), self.dialect
-            )
+        compiled = self._cache.get(
+            (id(statement), columns, "arrays"), lambda: insert_from_arrays(statement, columns)
+        )
         params = {f"{c}_all": [row[c] for row in rows] for c in columns}
         return compiled.convert(await self._execute(compiled.sql, compiled.arguments(params)))
 
@@ -229,36 +250,35 @@ class _AsyncpgConnection(FastConnection):
 
 class _SQLiteConnection(FastConnection):
     """sqlite3 on the loop's thread; a locked database is retried after an asyncio sleep,
-    so the loop stays free (see ``composite_store.sqlite_inline``)."""
+    so the loop stays free (the schedule is ``sqlite_inline.busy_delays``)."""
 
-    def __init__(self, driver: Any, dialect: Dialect, cache: dict[Any, Compiled]) -> None:
-        super().__init__(dialect, cache)
+    def __init__(self, driver: Any, cache: StatementCache) -> None:
+        super().__init__(cache)
         self._driver = driver
 
     async def _execute(self, sql: str, arguments: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
-        deadline = time.monotonic() + getattr(self._driver, "busy_timeout", 30.0)
-        delay = 0.0005
-        while True:
+        for delay in busy_delays(self._driver):
             try:
-                # the base class's execute: sqlite_inline's cursor would retry synchronously
-                cursor = sqlite3.Cursor(self._driver)
-                return cursor.execute(sql, arguments).fetchall()
+                return self._run(sql, arguments)
             except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY
-                if not busy or time.monotonic() + delay > deadline:
+                if not is_busy(exc):
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        return self._run(sql, arguments)
+
+    def _run(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
+        # the base cursor class: sqlite_inline's own cursor would retry synchronously
+        return sqlite3.Cursor(self._driver).execute(sql, arguments).fetchall()
 
 
 class FastPath:
-    """Per engine: how to open fast connections, and the compiled-statement cache."""
+    """Per store: its engine's ways to connect, and the compiled-statement cache."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
         self._autocommit_engine = autocommit(engine)
-        self._cache: dict[Any, Compiled] = {}
+        self._cache = StatementCache(engine.dialect)
         driver = engine.dialect.driver
         self.kind = (
             "asyncpg"
@@ -268,15 +288,22 @@ class FastPath:
             else "sqlalchemy"
         )
 
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A SQLAlchemy connection in one atomic unit, committed on success. On SQLite it
+        takes the write lock up front (``BEGIN IMMEDIATE``), so two writers never deadlock."""
+        return self._write_engine.begin()
+
+    def autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A SQLAlchemy connection whose every statement commits on its own: for reads and
+        single-statement writes (atomic by themselves), without BEGIN/COMMIT round trips."""
+        return self._autocommit_engine.connect()
+
     @asynccontextmanager
     async def connect(self, *, transaction: bool) -> AsyncIterator[FastConnection]:
-        """A connection for one call: ``transaction`` makes its statements one atomic unit
-        (SQLite: with the write lock taken up front); otherwise each commits on its own."""
+        """A fast connection for one call: ``transaction`` as ``transaction()``, otherwise
+        as ``autocommit()``."""
         if self.kind == "sqlalchemy":
-            source = (
-                self._write_engine.begin() if transaction else self._autocommit_engine.connect()
-            )
-            async with source as conn:
+            async with self.transaction() if transaction else self.autocommit() as conn:
                 yield _SQLAlchemyConnection(conn, self._cache)
             return
         async with self.engine.connect() as conn:
@@ -284,14 +311,14 @@ class FastPath:
             driver: Any = raw.driver_connection
             try:
                 if self.kind == "asyncpg":
-                    fast: Any = _AsyncpgConnection(driver, conn.dialect, self._cache)
+                    fast: Any = _AsyncpgConnection(driver, self._cache)
                     if transaction:
                         async with driver.transaction():
                             yield fast
                     else:
                         yield fast
                 else:
-                    fast = _SQLiteConnection(driver, conn.dialect, self._cache)
+                    fast = _SQLiteConnection(driver, self._cache)
                     if transaction:
                         await fast._execute("BEGIN IMMEDIATE")
                         try:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import pool
@@ -30,7 +31,6 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.util import await_only
 
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 BUSY_TIMEOUT = 30.0  # seconds; EngineOptions.sqlite_busy_timeout sets it per engine
 
 
@@ -69,20 +69,33 @@ class _Connection(sqlite3.Connection):
         return super().cursor(factory)
 
 
-def _retry_while_busy(connection: Any, run: Any) -> None:
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY/LOCKED: the statement did nothing, so running it again is safe."""
+    codes = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in codes
+
+
+def busy_delays(connection: Any) -> Iterator[float]:
+    """The waits between tries of a busy statement: doubling from 0.5 ms up to 50 ms, for
+    as long as the connection's busy timeout allows. The caller tries once more after the
+    last one and lets that error through."""
     deadline = time.monotonic() + getattr(connection, "busy_timeout", BUSY_TIMEOUT)
     delay = 0.0005
-    while True:
+    while time.monotonic() + delay <= deadline:
+        yield delay
+        delay = min(delay * 2, 0.05)
+
+
+def _retry_while_busy(connection: Any, run: Any) -> None:
+    for delay in busy_delays(connection):
         try:
             run()
             return
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in _BUSY:
-                raise
-            if time.monotonic() + delay > deadline:
+            if not is_busy(exc):
                 raise
         _pause(delay)
-        delay = min(delay * 2, 0.05)
+    run()
 
 
 def _pause(seconds: float) -> None:

@@ -7,7 +7,7 @@ opening a transaction of the right kind, and turning driver exceptions into the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, select, update
@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from composite_store.dialects import for_update
-from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
 from composite_store.fastpath import RAW_DISCONNECTS, RAW_DRIVER_ERRORS, FastConnection, FastPath
 
 M = TypeVar("M")
 S = TypeVar("S")
+C = TypeVar("C")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -164,8 +164,6 @@ class DomainStore:
 
     def __init__(self, engine: AsyncEngine, *, masked_url: str) -> None:
         self._engine = engine
-        self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
-        self._autocommit_engine = autocommit(engine)
         self._statements: dict[str, Any] = {}
         self._fast = FastPath(engine)
         self.masked_url = masked_url
@@ -187,32 +185,23 @@ class DomainStore:
             found = self._statements[name] = build()
         return found
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One atomic unit of several statements, committed on success. On SQLite it takes
-        the write lock up front (``BEGIN IMMEDIATE``), so two writers never deadlock."""
-        try:
-            async with self._write_engine.begin() as conn:
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise translate_error(exc, self.domain, self.masked_url) from exc
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One atomic unit of several statements (``FastPath.transaction``)."""
+        return self._translated(self._fast.transaction())
+
+    def _autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """Each statement commits on its own (``FastPath.autocommit``)."""
+        return self._translated(self._fast.autocommit())
+
+    def _connect(self, *, transaction: bool = False) -> AbstractAsyncContextManager[FastConnection]:
+        """A fast-path connection for the hot statements (``composite_store.fastpath``)."""
+        return self._translated(self._fast.connect(transaction=transaction))
 
     @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection whose every statement commits on its own: for reads, and for writes
-        made of one statement (atomic by itself), without BEGIN/COMMIT round trips."""
+    async def _translated(self, source: AbstractAsyncContextManager[C]) -> AsyncIterator[C]:
+        """``source``'s connection, with driver errors turned into the SPEC's at the edge."""
         try:
-            async with self._autocommit_engine.connect() as conn:
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise translate_error(exc, self.domain, self.masked_url) from exc
-
-    @asynccontextmanager
-    async def _connect(self, *, transaction: bool = False) -> AsyncIterator[FastConnection]:
-        """A fast-path connection (``composite_store.fastpath``) for the hot statements:
-        ``transaction=True`` is ``_transaction()``'s atomic unit, otherwise ``_autocommit()``."""
-        try:
-            async with self._fast.connect(transaction=transaction) as conn:
+            async with source as conn:
                 yield conn
         except DRIVER_ERRORS as exc:
             raise translate_error(exc, self.domain, self.masked_url) from exc
