@@ -282,6 +282,29 @@ async def test_get_update_and_delete_messages(memory: MemoryStore) -> None:
     assert ids(await memory.list_messages("t1")) == ["t1-m0002"]
 
 
+async def test_update_messages_rewrites_every_updatable_field_in_one_call(
+    memory: MemoryStore,
+) -> None:
+    await seed(memory, "t1", 3)
+    await memory.save_thread(Thread(id="t2", resource_id="u"))
+    before = {t: (await memory.get_thread(t)) for t in ("t1", "t2")}
+    moved_back = T0 - timedelta(days=1)
+    await memory.update_messages(
+        [
+            {"id": "t1-m0002", "created_at": moved_back, "resource_id": "user-9", "type": "v3"},
+            {"id": "t1-m0001", "thread_id": "t2", "role": "tool"},
+        ]
+    )
+    third, second = await memory.get_messages(["t1-m0002", "t1-m0001"])
+    assert (third.created_at, third.resource_id, third.type) == (moved_back, "user-9", "v3")
+    assert (second.thread_id, second.role, second.content) == ("t2", "tool", msg(1).content)
+    assert ids(await memory.list_messages("t1")) == ["t1-m0002", "t1-m0000"]  # new order
+    for thread_id in ("t1", "t2"):  # the thread it left and the one it joined
+        after = await memory.get_thread(thread_id)
+        assert after is not None and before[thread_id] is not None
+        assert after.updated_at > before[thread_id].updated_at  # type: ignore[union-attr]
+
+
 async def test_update_messages_rejects_bad_input_and_changes_nothing(memory: MemoryStore) -> None:
     await seed(memory, "t1", 2)
     before = await memory.get_messages(["t1-m0000", "t1-m0001"])

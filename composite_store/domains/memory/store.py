@@ -286,13 +286,10 @@ class MemoryStore(DomainStore):
                 select(*model_columns(Message)).where(in_ids(self.dialect, messages.c.id, "ids")),
             ),
         )
+        # the rows are locked and exist: an upsert of all of them is one batch of updates
         rewrite = self._statement(
-            "rewrite_message",
-            lambda: (
-                update(messages)
-                .where(messages.c.id == bindparam("b_id"))
-                .values({c.name: bindparam(f"b_{c.name}", type_=c.type) for c in messages.c})
-            ),
+            "rewrite_messages",
+            lambda: upsert(self.dialect, messages, key=["id"], update=[*MESSAGE_UPDATE_FIELDS]),
         )
         async with self._connect(transaction=True) as conn:
             rows = await conn.rows(locked, {"ids": list(by_id)})
@@ -309,8 +306,7 @@ class MemoryStore(DomainStore):
                 if "content" in change:
                     message.content = _merge_content(message.content, change["content"])
                 touched.add(message.thread_id)
-                values = {f"b_{name}": value for name, value in row_values(message).items()}
-                await conn.rows(rewrite, values)
+            await conn.insert_many(rewrite, [row_values(m) for m in current])
             await self._touch_threads(conn, sorted(touched - set(targets)))  # targets: done
         return sorted(current, key=lambda m: (m.created_at, m.id))
 
