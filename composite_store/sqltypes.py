@@ -40,8 +40,16 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+class JSONText(str):
+    """A document already checked and serialised (``validation.json_text``): ``dumps`` passes
+    it through, so a hot write serialises each document once, not once to check it and once
+    to bind it."""
+
+
 def dumps(value: Any) -> str:
     """Strict, compact JSON: NaN/Infinity are not JSON and PostgreSQL would refuse them."""
+    if type(value) is JSONText:
+        return value
     return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from composite_store.errors import ValidationError
+from composite_store.sqltypes import JSONText, dumps
 
 MAX_ID_LENGTH = 1024
 MAX_JSON_DEPTH = 256  # deeper documents would exhaust the serialiser's stack on the way out
@@ -65,11 +65,17 @@ def optional_text(value: object, name: str) -> str | None:
 
 def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
     """A JSON document (a dict unless ``dict_only=False``) that every backend can store."""
+    json_text(value, name, dict_only=dict_only)
+    return value
+
+
+def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
+    """``require_json``, returning the document serialised for the database to bind as is."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
     _require_string_keys(value, name)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
     if "\x00" in text or "\\u0000" in text:
@@ -78,7 +84,7 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(f"{name} is not valid unicode (a lone surrogate)") from None
-    return value
+    return JSONText(text)
 
 
 def _require_string_keys(value: object, name: str) -> None:
@@ -155,6 +161,12 @@ def require_choice(value: object, name: str, choices: Iterable[str]) -> str:
     if value not in allowed:
         raise ValidationError(f"{name} must be one of {', '.join(allowed)}; got {_show(value)}")
     return str(value)
+
+
+def require_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be True or False, got {_show(value)}")
+    return value
 
 
 def require_float(value: object, name: str) -> float:

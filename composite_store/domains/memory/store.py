@@ -145,6 +145,7 @@ class MemoryStore(DomainStore):
         filters = v.metadata_filter(metadata)
         check_page(page, per_page)
         v.require_choice(order_by, "order_by", THREAD_ORDER_FIELDS)
+        v.require_bool(descending, "descending")
         where: list[ColumnElement[bool]] = []
         if resource_id is not None:
             where.append(threads.c.resource_id == resource_id)
@@ -209,6 +210,8 @@ class MemoryStore(DomainStore):
         v.optional_id(resource_id, "resource_id")
         first, last = v.check_range(start, end)
         check_page(page, per_page)
+        v.require_bool(descending, "descending")
+        v.require_bool(with_total, "with_total")
         includes = _check_includes(include)
         shape = (
             resource_id is not None,
@@ -485,9 +488,9 @@ def _message_row(message: object, index: int) -> dict[str, Any]:
     v.optional_id(message.resource_id, f"{where}.resource_id")
     v.require_id(message.role, f"{where}.role")
     v.require_id(message.type, f"{where}.type")
-    v.require_json(message.content, f"{where}.content")
+    content = v.json_text(message.content, f"{where}.content")
     v.require_datetime(message.created_at, f"{where}.created_at")
-    return row_values(message)
+    return {**row_values(message), "content": content}
 
 
 def _resource_row(resource: object) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class WorkflowsStore(DomainStore):
         """
         v.require_id(workflow_name, "workflow_name")
         v.require_id(run_id, "run_id")
-        v.require_json(snapshot, "snapshot")
+        snapshot_text = v.json_text(snapshot, "snapshot")
         v.optional_id(resource_id, "resource_id")
         if expected_version is not None:
             v.require_int(expected_version, "expected_version", minimum=0)
@@ -63,7 +63,7 @@ class WorkflowsStore(DomainStore):
         row: dict[str, Any] = {
             "workflow_name": workflow_name,
             "run_id": run_id,
-            "snapshot": document,
+            "snapshot": snapshot_text,
             "resource_id": resource_id,
             "status": status,
             "version": 1,
