@@ -373,6 +373,8 @@ async def test_bad_ids_are_rejected_before_anything_is_written(
         {"order_by": "title"},
         {"order_by": "created_at; DROP TABLE memory_threads"},
         {"metadata": ["not", "a", "dict"]},
+        {"descending": None},
+        {"descending": "yes"},
     ],
 )
 async def test_bad_list_arguments(memory: MemoryStore, kwargs: dict[str, Any]) -> None:
@@ -393,6 +395,9 @@ async def test_bad_values_are_rejected(memory: MemoryStore) -> None:
         memory.list_messages("t1", start=naive),
         memory.list_messages("t1", start=T0, end=T0 - timedelta(seconds=1)),
         memory.list_messages("t1", include=[Include("t1-m0000", previous=-1)]),
+        memory.list_messages("t1", include=[Include("t1-m0000")], descending=None),  # type: ignore[arg-type]
+        memory.list_messages("t1", with_total="no"),  # type: ignore[arg-type]
+        memory.save_messages([msg(5, content={1: "an int key"})]),
         memory.save_messages(msg(4)),  # type: ignore[arg-type]
         memory.save_thread(Thread(id="t9", resource_id="")),
     ):

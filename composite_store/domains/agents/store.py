@@ -114,6 +114,7 @@ class AgentsStore(DomainStore):
         v.optional_id(author_id, "author_id")
         filters = v.metadata_filter(metadata)
         check_page(page, per_page)
+        v.require_bool(descending, "descending")
         where: list[ColumnElement[bool]] = []
         if author_id is not None:
             where.append(agents.c.author_id == author_id)

@@ -210,6 +210,7 @@ class ObservabilityStore(DomainStore):
         if last is not None:
             where.append(spans.c.started_at <= last)
         check_page(page, per_page)
+        v.require_bool(descending, "descending")
         column = spans.c[v.require_choice(order_by, "order_by", ORDER_FIELDS)]
         order: list[ColumnElement[Any]] = (
             [column.desc().nulls_first(), spans.c.trace_id.desc()]
