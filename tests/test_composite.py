@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from composite_store import CompositeStore, ConfigurationError, DomainUnavailableError
+from composite_store import (
+    CompositeStore,
+    ConfigurationError,
+    ConflictError,
+    DomainUnavailableError,
+    Include,
+)
 from composite_store.models import (
     Agent,
     AgentVersion,
@@ -198,6 +204,57 @@ async def test_both_sqlite_drivers_serve_the_stores(driver: str, tmp_path: Path)
         assert thread is not None and thread.created_at == T0
         expected = {"inline": "composite_inline", "aiosqlite": "aiosqlite"}[driver]
         assert store.engine("memory").dialect.driver == expected
+
+
+@pytest.mark.parametrize(("driver", "path"), [("inline", "sqlite"), ("aiosqlite", "sqlalchemy")])
+async def test_hot_methods_on_the_fast_path_and_on_its_fallback(
+    driver: str, path: str, tmp_path: Path
+) -> None:
+    """The inline driver runs the hot statements on sqlite3 directly; aiosqlite runs the same
+    statements through SQLAlchemy. Both give the same results, including a batch too big for
+    one multi-row statement."""
+    async with CompositeStore(f"sqlite:///{tmp_path / 'd.db'}", sqlite_driver=driver) as store:
+        assert store.memory._fast.kind == path
+        memory, workflows, spans = store.memory, store.workflows, store.observability
+        await memory.save_thread(Thread(id="t", resource_id="r"))
+        batch = [
+            Message(
+                id=f"m{i:04d}",
+                thread_id="t",
+                role="user",
+                content={"i": i},
+                created_at=T0 + timedelta(milliseconds=i),
+            )
+            for i in range(1000)  # several statements of at most 2,000 parameters
+        ]
+        saved = await memory.save_messages(batch)
+        assert [m.created_at for m in saved] == [m.created_at for m in batch]
+        page = await memory.list_messages(
+            "t", per_page=3, descending=True, include=[Include("m0500", previous=1, next=1)]
+        )
+        assert [m.id for m in page.items] == ["m0999", "m0998", "m0997", "m0501", "m0500", "m0499"]
+        assert page.total == 1000 and page.items[0].content == {"i": 999}
+        await memory.update_messages([{"id": "m0000", "content": {"j": 1}}])
+        await memory.delete_messages([f"m{i:04d}" for i in range(1, 1000)])
+        assert [m.content for m in (await memory.list_messages("t")).items] == [{"i": 0, "j": 1}]
+        run = await workflows.persist_snapshot("w", "r", {"status": "ok"})
+        assert (run.version, await workflows.load_snapshot("w", "r")) == (1, {"status": "ok"})
+        with pytest.raises(ConflictError):
+            await workflows.persist_snapshot("w", "r", {"status": "x"}, expected_version=5)
+        await spans.batch_create_spans(
+            [
+                Span(
+                    trace_id="tr",
+                    span_id=f"s{i:03d}",
+                    name="n",
+                    started_at=T0 + timedelta(seconds=i),
+                )
+                for i in range(300)
+            ]
+        )
+        trace = await spans.get_trace("tr")
+        assert trace is not None and [s.span_id for s in trace.spans][:2] == ["s000", "s001"]
+        assert len(trace.spans) == 300
 
 
 def test_unknown_sqlite_driver_is_a_configuration_error() -> None:
