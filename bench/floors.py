@@ -82,6 +82,23 @@ PERSIST_SQL = (
 LOAD_SQL = "SELECT snapshot FROM floor_runs WHERE workflow_name = {0} AND run_id = {1}"
 
 
+def _message_args(batch: list[dict[str, Any]], timestamp: Any) -> list[Any]:
+    """The multi-row upsert's arguments, row by row in ``COLUMNS`` order."""
+    return [
+        value
+        for m in batch
+        for value in (
+            m["id"],
+            m["thread_id"],
+            m["role"],
+            json.dumps(m["content"]),
+            m["resource_id"],
+            m["type"],
+            timestamp(m["created_at"]),
+        )
+    ]
+
+
 def _decode(rows: list[Any]) -> int:
     return len([json.loads(row[3]) for row in rows])
 
@@ -110,19 +127,7 @@ class AsyncpgFloor:
 
     async def save_messages(self, batch: list[dict[str, Any]]) -> None:
         sql = _upsert_messages_sql(len(batch), lambda i: f"${i + 1}")
-        args = [
-            v
-            for m in batch
-            for v in (
-                m["id"],
-                m["thread_id"],
-                m["role"],
-                json.dumps(m["content"]),
-                m["resource_id"],
-                m["type"],
-                m["created_at"],
-            )
-        ]
+        args = _message_args(batch, lambda at: at)
         async with self._pool().acquire() as conn, conn.transaction():
             await conn.execute(sql, *args)
             await conn.execute(
@@ -203,19 +208,7 @@ class Sqlite3Floor:
 
     async def save_messages(self, batch: list[dict[str, Any]]) -> None:
         conn = self._conn()
-        args = [
-            v
-            for m in batch
-            for v in (
-                m["id"],
-                m["thread_id"],
-                m["role"],
-                json.dumps(m["content"]),
-                m["resource_id"],
-                m["type"],
-                m["created_at"].isoformat(),
-            )
-        ]
+        args = _message_args(batch, datetime.isoformat)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(_upsert_messages_sql(len(batch), lambda i: "?"), args)
         conn.execute(
