@@ -201,6 +201,10 @@ class FastConnection:
     async def _execute(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
         raise NotImplementedError
 
+    def atomic(self) -> AbstractAsyncContextManager[None]:
+        """Make the statements run inside it one unit: committed on success, else rolled back."""
+        raise NotImplementedError
+
 
 class _SQLAlchemyConnection(FastConnection):
     """The fallback: statements run through SQLAlchemy as usual."""
@@ -247,6 +251,10 @@ class _AsyncpgConnection(FastConnection):
         records: Sequence[Sequence[Any]] = await self._driver.fetch(sql, *arguments)
         return records
 
+    def atomic(self) -> AbstractAsyncContextManager[None]:
+        transaction: AbstractAsyncContextManager[None] = self._driver.transaction()
+        return transaction
+
 
 class _SQLiteConnection(FastConnection):
     """sqlite3 on the loop's thread; a locked database is retried after an asyncio sleep,
@@ -266,6 +274,17 @@ class _SQLiteConnection(FastConnection):
             await asyncio.sleep(delay)
         return self._run(sql, arguments)
 
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE: the write lock up front, so two writers never deadlock."""
+        await self._execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._driver.rollback()
+            raise
+        await self._execute("COMMIT")
+
     def _run(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
         # the base cursor class: sqlite_inline's own cursor would retry synchronously
         return sqlite3.Cursor(self._driver).execute(sql, arguments).fetchall()
@@ -279,14 +298,18 @@ class FastPath:
         self._write_engine = engine.execution_options(**WRITE_TRANSACTION)
         self._autocommit_engine = autocommit(engine)
         self._cache = StatementCache(engine.dialect)
-        driver = engine.dialect.driver
-        self.kind = (
-            "asyncpg"
-            if driver == "asyncpg"
-            else "sqlite"
-            if driver == "composite_inline" and engine.url.database not in (None, "", ":memory:")
-            else "sqlalchemy"
-        )
+        file_database = engine.url.database not in (None, "", ":memory:")
+        self._driver_class: type[_AsyncpgConnection | _SQLiteConnection] | None = {
+            "asyncpg": _AsyncpgConnection,
+            "composite_inline": _SQLiteConnection if file_database else None,
+        }.get(engine.dialect.driver)
+
+    @property
+    def kind(self) -> str:
+        """Which driver runs the statements: "asyncpg", "sqlite", or "sqlalchemy" (fallback)."""
+        return {_AsyncpgConnection: "asyncpg", _SQLiteConnection: "sqlite", None: "sqlalchemy"}[
+            self._driver_class
+        ]
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A SQLAlchemy connection in one atomic unit, committed on success. On SQLite it
@@ -302,39 +325,27 @@ class FastPath:
     async def connect(self, *, transaction: bool) -> AsyncIterator[FastConnection]:
         """A fast connection for one call: ``transaction`` as ``transaction()``, otherwise
         as ``autocommit()``."""
-        if self.kind == "sqlalchemy":
+        if self._driver_class is None:
             async with self.transaction() if transaction else self.autocommit() as conn:
                 yield _SQLAlchemyConnection(conn, self._cache)
             return
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
+            fast = self._driver_class(raw.driver_connection, self._cache)
             try:
-                if self.kind == "asyncpg":
-                    fast: Any = _AsyncpgConnection(driver, self._cache)
-                    if transaction:
-                        async with driver.transaction():
-                            yield fast
-                    else:
+                if transaction:
+                    async with fast.atomic():
                         yield fast
                 else:
-                    fast = _SQLiteConnection(driver, self._cache)
-                    if transaction:
-                        await fast._execute("BEGIN IMMEDIATE")
-                        try:
-                            yield fast
-                        except BaseException:
-                            driver.rollback()
-                            raise
-                        await fast._execute("COMMIT")
-                    else:
-                        yield fast
+                    yield fast
             except BaseException as exc:
-                sane = isinstance(exc, _CONNECTION_STILL_SANE) and not isinstance(
-                    exc, _ASYNCPG_DISCONNECTS
-                )
-                if self.kind == "asyncpg" and not sane:
+                if isinstance(fast, _AsyncpgConnection) and not _still_sane(exc):
                     # a dropped connection, or one cancelled mid-statement: its protocol
                     # state is unknown, so the pool must not hand it out again
                     await conn.invalidate()
                 raise
+
+
+def _still_sane(exc: BaseException) -> bool:
+    """After ``exc``, is an asyncpg connection known to be usable?"""
+    return isinstance(exc, _CONNECTION_STILL_SANE) and not isinstance(exc, _ASYNCPG_DISCONNECTS)
