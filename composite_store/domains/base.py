@@ -104,22 +104,19 @@ def model_columns(model: type[Any]) -> list[ColumnElement[Any]]:
 
 
 def hydrate(model: type[M], row: Row[Any]) -> M:
-    """A model instance from a row selected with ``model_columns`` (transient, no session).
+    """A model instance from a row selected with ``model_columns`` (transient, no session)."""
+    return hydrate_values(model, row._fields, row)
+
+
+def hydrate_values(model: type[M], keys: Sequence[str], values: Sequence[Any]) -> M:
+    """A model instance from ``values`` under attribute-name ``keys``.
 
     Lists hydrate thousands of rows on the critical path, so this fills the instance the way
     the ORM's own loader does (a new instance, its ``__dict__`` set directly) instead of
     calling ``__init__``, which fires an attribute event per column: ~10x faster.
     """
     obj: M = manager_of_class(model).new_instance()
-    values = row._mapping
-    obj.__dict__.update({key: values[key] for key, _ in _attributes(model)})
-    return obj
-
-
-def hydrate_values(model: type[M], keys: Sequence[str], values: Sequence[Any]) -> M:
-    """``hydrate`` for a plain tuple of values under attribute-name ``keys`` (fast path)."""
-    obj: M = manager_of_class(model).new_instance()
-    obj.__dict__.update(zip(keys, values, strict=False))
+    obj.__dict__.update(zip(keys, values, strict=False))  # values past keys: marker columns
     return obj
 
 
