@@ -3,7 +3,7 @@ branching on the dialect themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -121,6 +121,30 @@ def in_ids(dialect_name: str, column: ColumnElement[Any], name: str) -> ColumnEl
         listed = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
         return column.in_(select(listed.c.value))
     return column.in_(bindparam(name, expanding=True))
+
+
+# ClickHouse parses at most max_query_size (256 KiB) of SQL text, and its driver writes an IN
+# list into the text: longer lists go in several statements of this much id text each.
+CLICKHOUSE_ID_TEXT = 100_000
+
+
+def id_batches(dialect_name: str, ids: list[str]) -> Iterator[list[str]]:
+    """``ids`` in lists that ``in_ids`` can bind in one statement: all of them, except on
+    ClickHouse, where a long list is split to stay under the server's query size limit."""
+    if dialect_name != "clickhouse":
+        yield ids
+        return
+    batch: list[str] = []
+    size = 0
+    for id_ in ids:
+        cost = 4 * len(id_) + 4  # quoted and escaped: at most 4 bytes a character
+        if batch and size + cost > CLICKHOUSE_ID_TEXT:
+            yield batch
+            batch, size = [], 0
+        batch.append(id_)
+        size += cost
+    if batch:
+        yield batch
 
 
 def insert_from_arrays(statement: Insert, columns: Sequence[str]) -> Insert:

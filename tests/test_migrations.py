@@ -8,15 +8,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.engine import Connection
 
 from composite_store import DOMAINS, CompositeStore, SchemaOutOfDateError, schema
+from composite_store.domains.base import row_values, table_of
+from composite_store.models import Span
 from composite_store.registry import spec_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -256,6 +259,42 @@ async def test_clickhouse_migrations(
         assert (await schema.current_revisions(engine, [domain]))[domain] is None
         await schema.upgrade(engine, [domain])
         await schema.check(engine, [domain])  # what init(auto_migrate=False) runs: passes
+    finally:
+        await store.close()
+
+
+async def test_clickhouse_spans_keep_their_rows_when_unpartitioned(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """observability_0002 rebuilds the month-partitioned spans table without partitions: every
+    row survives, and a span whose two versions sat in two months reads as its newest one."""
+    url = await make_database("clickhouse")
+    store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
+    engine = store.engine("observability")
+    january, march = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC)
+    older = Span(trace_id="t", span_id="root", name="old", started_at=march, updated_at=january)
+    newer = Span(trace_id="t", span_id="root", name="new", started_at=january, updated_at=march)
+    child = Span(trace_id="t", span_id="c", name="c", started_at=march, parent_span_id="root")
+    try:
+        await schema.upgrade(engine, ["observability"], "observability_0001")
+        async with engine.connect() as conn:
+            for span in (older, child, newer):  # separate inserts: separate parts
+                await conn.execute(insert(table_of(Span)), [row_values(span)])
+        await schema.upgrade(engine, ["observability"])
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT engine_full FROM system.tables "
+                    "WHERE database = currentDatabase() AND name = 'spans'"
+                )
+            )
+            assert "PARTITION BY" not in result.scalar_one()
+        trace = await store.observability.get_trace("t")
+        assert trace is not None
+        assert [(s.span_id, s.name) for s in trace.spans] == [("root", "new"), ("c", "c")]
+        await schema.downgrade(engine, ["observability"], "observability_0001")
+        trace = await store.observability.get_trace("t")
+        assert trace is not None and len(trace.spans) == 2
     finally:
         await store.close()
 

@@ -322,6 +322,42 @@ async def test_a_re_created_span_is_replaced_only_by_a_newer_version(
         }
 
 
+@pytest.mark.parametrize("stamp", ["same", "newer"])
+@pytest.mark.parametrize(
+    "moved_to",
+    [
+        T0 + timedelta(days=62),
+        T0 - timedelta(days=62),
+        datetime(1901, 1, 1, tzinfo=UTC),
+        datetime(2200, 1, 1, tzinfo=UTC),
+    ],
+    ids=["two-months-later", "two-months-earlier", "1901", "2200"],
+)
+async def test_a_span_rewritten_with_a_start_in_another_month_is_replaced(
+    obs: ObservabilityStore, stamp: str, moved_to: datetime
+) -> None:
+    """A rewrite whose started_at falls in another month (or outside 1970-2106) still
+    replaces the stored span: one span, the new version, everywhere it is read."""
+    stored_at = T0 + timedelta(seconds=10)
+    await obs.batch_create_spans([span("t", updated_at=stored_at), child("t", "c")])
+    rewrite = span(
+        "t",
+        name="moved",
+        started_at=moved_to,
+        updated_at=stored_at if stamp == "same" else stored_at + US,
+    )
+    await obs.batch_create_spans([rewrite])
+    got = await obs.get_span("t", "root")
+    assert got is not None and as_dict(got) == as_dict(rewrite)
+    trace = await obs.get_trace("t")
+    assert trace is not None and sorted(keys(trace)) == ["c", "root"]
+    page = await obs.list_traces(per_page=None)
+    assert (page.total, [s.name for s in page.items]) == (1, ["moved"])
+    updated = await obs.update_span("t", "root", started_at=T0)
+    assert await obs.get_span("t", "root") == updated
+    assert [s.started_at for s in (await obs.list_traces()).items] == [T0]
+
+
 async def test_a_retried_batch_does_not_undo_an_update(obs: ObservabilityStore) -> None:
     """A batch re-sent after ``update_span`` (a writer retry) leaves the update in place."""
     batch = [span("t"), child("t", "c")]
@@ -820,6 +856,17 @@ async def test_delete_traces_removes_every_span_of_those_traces_only(
     await obs.delete_traces(("orphan",))
     assert await obs.get_trace("orphan") is None
     assert {t: await obs.get_trace(t) for t in ("t2", "t4")} == {t: keep[t] for t in ("t2", "t4")}
+
+
+async def test_delete_traces_takes_a_long_list(obs: ObservabilityStore) -> None:
+    """40,000 ids of 200 characters (8 MB of id text, past ClickHouse's 256 KiB query size
+    limit): the listed traces at both ends of the list go, the others stay."""
+    ids = [f"{i:0200d}" for i in range(40_000)]
+    await obs.batch_create_spans([span(ids[0]), span(ids[-1]), span("kept"), child("kept", "c")])
+    await obs.delete_traces(ids)
+    assert await obs.get_trace(ids[0]) is None and await obs.get_trace(ids[-1]) is None
+    assert trace_ids(await obs.list_traces()) == ["kept"]
+    assert keys(await obs.get_trace("kept")) == ["root", "c"]
 
 
 async def test_a_deleted_trace_can_be_created_again(obs: ObservabilityStore) -> None:

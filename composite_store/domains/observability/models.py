@@ -32,12 +32,9 @@ class Span(Base):
             )
         ),
         # ClickHouse only (the others ignore it): an update inserts a newer row version,
-        # updated_at (microseconds) decides which one FINAL keeps.
-        engines.ReplacingMergeTree(
-            version="updated_at",
-            order_by=("trace_id", "span_id"),
-            partition_by=text("toYYYYMM(toDateTime(intDiv(started_at, 1000000)))"),
-        ),
+        # updated_at (microseconds) decides which one FINAL keeps. No partition key: versions
+        # fold only within a partition, and a rewrite may move started_at to another month.
+        engines.ReplacingMergeTree(version="updated_at", order_by=("trace_id", "span_id")),
     )
 
     trace_id: Mapped[str] = mapped_column(Id(), primary_key=True)

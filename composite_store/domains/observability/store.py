@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, bindparam, delete, select
 
 from composite_store import validation as v
-from composite_store.dialects import after_delete, final, for_update, in_ids, upsert
+from composite_store.dialects import (
+    after_delete,
+    final,
+    for_update,
+    id_batches,
+    in_ids,
+    upsert,
+)
 from composite_store.domains.base import (
     DomainStore,
     hydrate,
@@ -226,9 +233,10 @@ class ObservabilityStore(DomainStore):
         wanted = v.require_ids(trace_ids, "trace_ids")
         if not wanted:
             return
-        async with self._autocommit() as conn:  # one statement
-            stmt = delete(spans).where(in_ids(self.dialect, spans.c.trace_id, "ids"))
-            await conn.execute(stmt, {"ids": wanted})
+        stmt = delete(spans).where(in_ids(self.dialect, spans.c.trace_id, "ids"))
+        async with self._autocommit() as conn:  # one statement, but on ClickHouse a few
+            for batch in id_batches(self.dialect, wanted):
+                await conn.execute(stmt, {"ids": batch})
             await after_delete(conn, spans)
 
     def span_writer(
