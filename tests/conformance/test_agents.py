@@ -414,6 +414,8 @@ async def test_get_version_of_a_missing_number_or_agent_is_none(agents):
     await seed_versions(agents, n=2)
     assert await agents.get_version("a1", 3) is None
     assert await agents.get_version("a1", 10**9) is None
+    assert await agents.get_version("a1", 2**31) is None  # past a 32-bit column
+    assert await agents.get_version("a1", 2**62) is None
     assert await agents.get_version("ghost", 1) is None
 
 
@@ -473,7 +475,7 @@ async def test_activate_missing_version_or_agent_raises_not_found(store, agents)
     await seed_versions(agents, "a1", n=2)
     await seed_versions(agents, "a2", n=3)
     before = await everything(store)
-    for agent_id, number in (("a1", 3), ("a1", 99), ("ghost", 1)):
+    for agent_id, number in (("a1", 3), ("a1", 99), ("a1", 2**31), ("a1", 2**62), ("ghost", 1)):
         with pytest.raises(NotFoundError):
             await agents.activate_version(agent_id, number)
     assert await everything(store) == before

@@ -264,7 +264,7 @@ async def test_cas_with_the_current_version_succeeds(store):
     assert (stored.version, stored.snapshot) == (3, {"n": 3})
 
 
-@pytest.mark.parametrize("expected", [1, 2, 4, 100])
+@pytest.mark.parametrize("expected", [1, 2, 4, 100, 2**31, 2**62])
 async def test_cas_with_a_stale_or_future_version_conflicts_and_changes_nothing(store, expected):
     wf = store.workflows
     for n in range(3):  # version 3

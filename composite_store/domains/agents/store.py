@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
+from sqlalchemy import BigInteger, ColumnElement, bindparam, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store import validation as v
@@ -147,7 +147,7 @@ class AgentsStore(DomainStore):
         v.require_id(agent_id, "agent_id")
         v.require_int(version_number, "version_number", minimum=1)
         stmt = select(*model_columns(AgentVersion)).where(
-            versions.c.agent_id == agent_id, versions.c.version_number == version_number
+            versions.c.agent_id == agent_id, versions.c.version_number == _number(version_number)
         )
         async with self._autocommit() as conn:
             row = (await conn.execute(stmt)).first()
@@ -160,7 +160,8 @@ class AgentsStore(DomainStore):
         async with self._transaction() as conn:
             await self._locked(conn, agent_id)
             stmt = select(*model_columns(AgentVersion)).where(
-                versions.c.agent_id == agent_id, versions.c.version_number == version_number
+                versions.c.agent_id == agent_id,
+                versions.c.version_number == _number(version_number),
             )
             row = (await conn.execute(stmt)).first()
             if row is None:
@@ -201,6 +202,12 @@ def _agent_row(agent: object) -> dict[str, Any]:
     v.require_datetime(agent.created_at, "agent.created_at")
     v.require_datetime(agent.updated_at, "agent.updated_at")
     return row_values(agent)
+
+
+def _number(version_number: int) -> ColumnElement[int]:
+    """A version number bound as a 64-bit integer: any number require_int accepts can be
+    compared with the 32-bit column (and simply matches nothing past its range)."""
+    return literal(version_number, BigInteger())
 
 
 def _version_row(config: Mapping[str, Any], number: int, created_at: datetime) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, delete, func, select, update
 
 from composite_store import validation as v
 from composite_store.dialects import upsert
@@ -126,7 +126,8 @@ class WorkflowsStore(DomainStore):
             .where(
                 runs.c.workflow_name == bindparam("b_workflow_name"),
                 runs.c.run_id == bindparam("b_run_id"),
-                runs.c.version == bindparam("b_expected_version"),
+                # 64-bit: an expected version past the 32-bit column's range is a conflict
+                runs.c.version == bindparam("b_expected_version", type_=BigInteger()),
             )
             .values(
                 snapshot=bindparam("b_snapshot", type_=runs.c.snapshot.type),
