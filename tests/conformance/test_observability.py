@@ -774,6 +774,33 @@ async def test_list_traces_pages(obs: ObservabilityStore) -> None:
     assert (len(exact.items), exact.total, exact.has_more) == (7, 7, False)
 
 
+async def test_list_traces_without_total(obs: ObservabilityStore) -> None:
+    """with_total=False: the same items, no total, has_more from one row past the page."""
+    await obs.batch_create_spans(
+        [
+            *(span(f"t{i}", started_at=T0 + timedelta(seconds=i)) for i in range(7)),
+            *(child(f"t{i}", "c", started_at=T0 + timedelta(seconds=i)) for i in range(7)),
+        ]
+    )
+    for number, more in ((0, True), (1, True), (2, False), (3, False)):
+        counted = await obs.list_traces(page=number, per_page=3)
+        fast = await obs.list_traces(page=number, per_page=3, with_total=False)
+        assert trace_ids(fast) == trace_ids(counted)
+        assert (fast.total, fast.has_more, fast.page, fast.per_page) == (None, more, number, 3)
+    exact = await obs.list_traces(per_page=7, with_total=False)
+    assert (len(exact.items), exact.total, exact.has_more) == (7, None, False)
+    every = await obs.list_traces(per_page=None, with_total=False)
+    assert (len(every.items), every.total, every.has_more) == (7, None, False)
+    none = await obs.list_traces(per_page=0, with_total=False)
+    assert (none.items, none.total, none.has_more) == ([], None, True)
+    failed = await obs.list_traces(status="error", per_page=2, with_total=False)
+    assert (failed.items, failed.total, failed.has_more) == ([], None, False)
+    running = await obs.list_traces(status="running", per_page=6, with_total=False)
+    assert (trace_ids(running), running.has_more) == (["t6", "t5", "t4", "t3", "t2", "t1"], True)
+    oldest = await obs.list_traces(descending=False, per_page=2, with_total=False)
+    assert (trace_ids(oldest), oldest.has_more) == (["t0", "t1"], True)
+
+
 async def test_order_by_started_at_both_ways_ties_by_trace_id(obs: ObservabilityStore) -> None:
     starts = {"a": T0 + US, "b": T0, "c": T0 + US, "d": T0 + 2 * US, "e": T0 - timedelta(days=40)}
     await obs.batch_create_spans(span(t, started_at=at) for t, at in starts.items())
@@ -1045,6 +1072,8 @@ BAD_LIST_ARGS: list[dict[str, Any]] = [
     {"page": None},
     {"page": True},
     {"per_page": "2"},
+    {"with_total": "no"},
+    {"with_total": None},
 ]
 
 

@@ -189,9 +189,15 @@ class ObservabilityStore(DomainStore):
         per_page: int | None = 100,
         order_by: str = "started_at",
         descending: bool = True,
+        with_total: bool = True,
     ) -> Page[Span]:
         """Root spans (one per trace) matching every given filter. By ``ended_at`` descending,
-        running traces (not ended yet) come first."""
+        running traces (not ended yet) come first.
+
+        ``with_total=False`` is the fast path for a trace list view: ``total`` is ``None`` and
+        ``has_more`` comes from reading one row past the page. The COUNT of every matching
+        root that ``total`` needs grows with the table (a page of the newest 20 does not):
+        on SQLite 1M spans made list_traces 6x slower than 10k, all of it the count."""
         given = {
             "span_type": span_type,
             "entity_type": entity_type,
@@ -218,6 +224,7 @@ class ObservabilityStore(DomainStore):
             where.append(spans.c.started_at <= last)
         check_page(page, per_page)
         v.require_bool(descending, "descending")
+        v.require_bool(with_total, "with_total")
         column = spans.c[v.require_choice(order_by, "order_by", ORDER_FIELDS)]
         order: list[ColumnElement[Any]] = (
             [column.desc().nulls_first(), spans.c.trace_id.desc()]
@@ -226,7 +233,13 @@ class ObservabilityStore(DomainStore):
         )
         stmt = final(select(*model_columns(Span)).where(*where).order_by(*order), spans)
         async with self._autocommit() as conn:
-            return await fetch_page(conn, Span, stmt, page, per_page)
+            if with_total:
+                return await fetch_page(conn, Span, stmt, page, per_page)
+            if per_page is not None:  # one row past the page tells whether more exist
+                stmt = stmt.limit(per_page + 1).offset(page * per_page)
+            rows = (await conn.execute(stmt)).all()
+        items = [hydrate(Span, row) for row in rows[:per_page]]
+        return Page(items, None, page, per_page, has_more=len(rows) > len(items))
 
     async def delete_traces(self, trace_ids: Sequence[str]) -> None:
         """Delete every span of these traces (missing ids are ignored)."""
