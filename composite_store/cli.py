@@ -15,6 +15,7 @@ from composite_store import schema
 from composite_store.composite import CompositeStore
 from composite_store.errors import CompositeStoreError
 from composite_store.registry import DOMAINS
+from composite_store.scalecurve import CALLS, SIZES, parse_sizes, run_curve_command
 
 
 async def _status(store: CompositeStore) -> int:
@@ -91,6 +92,8 @@ async def _bench(store: CompositeStore, args: argparse.Namespace) -> int:
 
     from composite_store.benchmark import Sizes, ratio_table, run_bench
 
+    if args.curve:
+        return await run_curve_command(store, args.sizes, max(args.calls, 1))
     sizes = Sizes().scaled(args.scale) if args.scale != 1.0 else Sizes()
     systems = ("store", "floor") if args.system == "both" else (args.system,)
     with tempfile.TemporaryDirectory() as scratch:
@@ -111,6 +114,13 @@ async def _bench(store: CompositeStore, args: argparse.Namespace) -> int:
         print(f"scaled by {args.scale}: figures are not comparable with full runs")
     print("\n".join(ratio_table(ours, floor)))
     return 0
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="composite-store, the floors and Mastra's stores on a throwaway PostgreSQL and "
         "SQLite, each in its own process (needs a checkout with bench/peers, Node and npm)",
     )
+    bench.add_argument(
+        "--curve",
+        action="store_true",
+        help="scale curve: M2 and list_traces p50 as one dataset grows through --sizes",
+    )
+    bench.add_argument(
+        "--sizes", type=_sizes, default=SIZES, help="--curve: rows, e.g. 10000,1000000"
+    )
+    bench.add_argument("--calls", type=int, default=CALLS, help="--curve: timed calls a size")
     return parser
 
 
