@@ -46,11 +46,15 @@ class JSONText(str):
     to bind it."""
 
 
+# one encoder for every call: json.dumps with options builds a new one each time
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
     """Strict, compact JSON: NaN/Infinity are not JSON and PostgreSQL would refuse them."""
     if type(value) is JSONText:
         return value
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _clickhouse_impl(dialect: Dialect, type_: TypeEngine[Any], nullable: bool) -> TypeEngine[Any]:

@@ -90,6 +90,8 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
 def _require_string_keys(value: object, name: str) -> None:
     """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``. Also
     bounds the nesting depth, which the drivers' serialisers would otherwise overflow."""
+    if not isinstance(value, dict | list | tuple):
+        return  # a scalar: nothing to walk
     pending = [(value, 0)]
     while pending:
         item, depth = pending.pop()

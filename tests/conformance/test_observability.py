@@ -981,15 +981,17 @@ async def test_create_span_rejects_bad_spans(obs: ObservabilityStore, bad: dict[
     assert await obs.get_trace("new") is None
 
 
+@pytest.mark.parametrize("form", ["Span", "mapping"])
 @pytest.mark.parametrize("bad", BAD_SPAN_FIELDS, ids=bad_id)
 async def test_batch_with_one_bad_span_writes_none_of_it(
-    obs: ObservabilityStore, bad: dict[str, Any]
+    obs: ObservabilityStore, bad: dict[str, Any], form: str
 ) -> None:
     await seed_small(obs)
     before = await everything(obs, "new")
     for position in (0, 1, 3):  # first, in the middle, last
-        batch: list[Span] = new_spans()
-        batch.insert(position, changed(child("new", "bad"), **bad))
+        batch: list[Span | dict[str, Any]] = list(new_spans())
+        bad_span = changed(child("new", "bad"), **bad)
+        batch.insert(position, bad_span if form == "Span" else as_dict(bad_span))
         with pytest.raises(ValidationError):
             await obs.batch_create_spans(batch)
     assert await everything(obs, "new") == before
@@ -1041,6 +1043,48 @@ async def test_what_is_not_a_span_is_rejected(
     assert writer.stats.submitted == 0
     await writer.close()
     assert await everything(obs, "new") == before
+
+
+async def test_spans_given_as_mappings_are_stored_like_span_objects(
+    obs: ObservabilityStore, tmp_path: Path
+) -> None:
+    """A mapping of Span fields is a span: the missing fields take Span's defaults."""
+    full = full_span()
+    await obs.batch_create_spans(
+        [as_dict(full), {"trace_id": "m", "span_id": "r", "name": "n", "started_at": T0}]
+    )
+    got = await obs.get_span(full.trace_id, full.span_id)
+    assert got is not None and as_dict(got) == as_dict(full)
+    minimal = await obs.get_span("m", "r")
+    assert minimal is not None
+    assert (minimal.attributes, minimal.parent_span_id, minimal.ended_at) == ({}, None, None)
+    assert minimal.created_at == minimal.updated_at and minimal.created_at.tzinfo is not None
+    writer = obs.span_writer(outbox_path=tmp_path / "outbox.db")
+    writer.submit({"trace_id": "w", "span_id": "r", "name": "n", "started_at": T0, "input": "x"})
+    await writer.close()
+    written = await obs.get_span("w", "r")
+    assert written is not None and written.input == "x"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"trace_id": "t", "span_id": "r", "name": "n"},  # no started_at
+        {"trace_id": "t", "span_id": "r", "started_at": T0},  # no name
+        {"trace_id": "t", "span_id": "r", "name": "n", "started_at": T0, "colour": "red"},
+        {"trace_id": "t", "span_id": "r", "name": "n", "started_at": T0, 7: "x"},
+        {"trace_id": "t", "span_id": "r", "name": "n", "started_at": T0, "status": "error"},
+    ],
+    ids=repr,
+)
+async def test_mappings_with_missing_or_unknown_fields_are_rejected(
+    obs: ObservabilityStore, fields: dict[Any, Any]
+) -> None:
+    await seed_small(obs)
+    before = await everything(obs, "t")
+    with pytest.raises(ValidationError):
+        await obs.batch_create_spans([span("t"), fields])
+    assert await everything(obs, "t") == before
 
 
 async def test_batch_create_spans_wants_a_list(obs: ObservabilityStore) -> None:
@@ -1115,6 +1159,27 @@ async def test_span_writer_stores_2000_spans_exactly_once(
         assert [s.attributes.get("i") for s in trace.spans[1:]] == [
             t + 40 * n for n in range(1, 50)
         ]
+
+
+async def test_span_writer_replays_an_outbox_from_before_documents_were_kept_as_text(
+    obs: ObservabilityStore, tmp_path: Path
+) -> None:
+    """Outbox rows used to hold the JSON documents themselves; now they hold their text.
+    A batch spilled by the older writer is replayed as it was: strings stay strings."""
+    from composite_store.domains.base import row_values
+    from composite_store.domains.observability.writer import Outbox
+
+    old = full_span(trace_id="old", input="just text", output=["a", {"b": 1}])
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.append([row_values(old)])  # a row as the older writer spilled it
+    outbox.close()
+    writer = obs.span_writer(outbox_path=tmp_path / "outbox.db")
+    writer.submit(full_span(trace_id="new", input="more text"))
+    await writer.close()
+    got = await obs.get_span("old", old.span_id)
+    assert got is not None and as_dict(got) == as_dict(old)
+    new = await obs.get_span("new", old.span_id)
+    assert new is not None and new.input == "more text"
 
 
 async def test_span_writer_flush_then_more(obs: ObservabilityStore, tmp_path: Path) -> None:

@@ -26,17 +26,22 @@ import sqlite3
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composite_store.domains.observability.store import (
+    JSON_FIELDS,
+    ObservabilityStore,
+    span_row,
+)
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
+from composite_store.sqltypes import JSONText
 
 if TYPE_CHECKING:
     from composite_store.domains.observability.models import Span
-    from composite_store.domains.observability.store import ObservabilityStore
 
 log = logging.getLogger("composite_store.span_writer")
 MAX_REJECTIONS = 5  # a batch the database refuses this many times is parked, not retried
@@ -84,11 +89,9 @@ class SpanWriter:
         self._task: asyncio.Task[None] | None = None
 
     # -- the caller's side ----------------------------------------------------------------
-    def submit(self, span: Span) -> None:
+    def submit(self, span: Span | Mapping[str, Any]) -> None:
         """Queue a span for writing. Raises ``ValidationError`` at once for a bad span;
         never waits on the database."""
-        from composite_store.domains.observability.store import span_row
-
         if self._closing:
             raise CompositeStoreError("this span writer is closed")
         row = span_row(span, "span")
@@ -304,7 +307,13 @@ def _encode(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as ``span_row`` made it. Its JSON documents were kept as their text (a string
+    ``attributes``); an outbox written before that holds the documents themselves."""
     for name in _TIME_FIELDS:
         if row.get(name) is not None:
             row[name] = datetime.fromisoformat(row[name])
+    if isinstance(row.get("attributes"), str):
+        for name in JSON_FIELDS:
+            if row.get(name) is not None:
+                row[name] = JSONText(row[name])
     return row
