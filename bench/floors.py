@@ -390,9 +390,7 @@ class ClickHouseFloor:
         "entity_name Nullable(String), user_id Nullable(String), resource_id Nullable(String), "
         "run_id Nullable(String), session_id Nullable(String), thread_id Nullable(String), "
         "environment Nullable(String), service_name Nullable(String)) "
-        "ENGINE = ReplacingMergeTree(updated_at) "
-        "PARTITION BY toYYYYMM(toDateTime(intDiv(started_at, 1000000))) "
-        "ORDER BY (trace_id, span_id)"
+        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)"
     )
 
     def __init__(self, url: str) -> None:

@@ -44,7 +44,9 @@ T = TypeVar("T")
 MUTATION_TIMEOUT = 60.0  # seconds to wait for an ALTER ... DELETE to finish
 
 # Errors meaning "the server is not there", as the driver raises them (possibly wrapped).
-_NETWORK_ERRORS = (
+# What the driver raises when a statement is run on it directly (``insert_block``).
+RAW_ERRORS: tuple[type[BaseException], ...] = (driver_errors.Error,)
+NETWORK_ERRORS = (
     driver_errors.NetworkError,
     driver_errors.SocketTimeoutError,
     EOFError,
@@ -151,6 +153,11 @@ class _AsyncConnection(AdaptedConnection):
     def cursor(self, server_side: bool = False) -> _Cursor:
         return _Cursor(self)
 
+    async def insert_block(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``INSERT INTO t (columns) VALUES`` and its rows as one native block: what
+        clickhouse-driver's own insert does, without the DB-API layer in between."""
+        await self.run(self.sync_connection.transport.execute, sql, rows)
+
     def commit(self) -> None:  # ClickHouse has no transactions
         pass
 
@@ -200,7 +207,7 @@ class _AsyncMixin:
         """Network failures, as the driver raises them or as the library wraps them."""
         seen: BaseException | None = e
         while seen is not None:
-            if isinstance(seen, _NETWORK_ERRORS):
+            if isinstance(seen, NETWORK_ERRORS):
                 return True
             seen = seen.__cause__ or seen.__context__
         message = str(e)
