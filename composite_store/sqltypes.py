@@ -120,6 +120,11 @@ class UTCDateTime(_PortableType):
             return value.replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name == "clickhouse":
+            return _clickhouse_micros  # the span writer's path: once per timestamp per row
+        return super().bind_processor(dialect)
+
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         if dialect.name == "sqlite":
             # SQLite hands back text; datetime.fromisoformat (C) reads it several times
@@ -136,6 +141,13 @@ class UTCDateTime(_PortableType):
             value = datetime.fromisoformat(value)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _clickhouse_micros(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    # an aware datetime's difference from the epoch is its UTC instant: no conversion
+    return to_micros(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def _sqlite_datetime(value: str | None) -> datetime | None:

@@ -14,6 +14,7 @@ from composite_store.sqltypes import JSONText, dumps
 MAX_ID_LENGTH = 1024
 MAX_JSON_DEPTH = 256  # deeper documents would exhaust the serialiser's stack on the way out
 MAX_FILTER_VALUES = 1000  # each filter value is one condition in the statement
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 MAX_INT = 2**62  # 64-bit columns, with room for the arithmetic done on them (offsets, +1)
 T = TypeVar("T")
 
@@ -92,6 +93,10 @@ def _require_string_keys(value: object, name: str) -> None:
     bounds the nesting depth, which the drivers' serialisers would otherwise overflow."""
     if not isinstance(value, dict | list | tuple):
         return  # a scalar: nothing to walk
+    if type(value) is dict and all(
+        type(key) is str and type(item) in _SCALARS for key, item in value.items()
+    ):
+        return  # the usual attributes: one flat object
     pending = [(value, 0)]
     while pending:
         item, depth = pending.pop()
@@ -145,12 +150,13 @@ def require_datetime(value: object, name: str) -> datetime:
     """An aware datetime (naive ones are ambiguous: we refuse to guess their zone)."""
     if not isinstance(value, datetime):
         raise ValidationError(f"{name} must be a datetime, got {_show(value)}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    if value.utcoffset() is None:
         raise ValidationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
-    try:  # stored in UTC: year 1 at +05:00 or 9999-12-31 at -05:00 has no UTC value
-        value.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(f"{name} is outside the range of UTC datetimes") from None
+    if not 1 < value.year < 9999:  # stored in UTC: year 1 at +05:00 or 9999-12-31 at
+        try:  # -05:00 has no UTC value (only the first and last years can fall outside)
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(f"{name} is outside the range of UTC datetimes") from None
     return value
 
 
