@@ -91,23 +91,25 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
 def _require_string_keys(value: object, name: str) -> None:
     """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``. Also
     bounds the nesting depth, which the drivers' serialisers would otherwise overflow."""
-    if not isinstance(value, dict | list | tuple):
-        return  # a scalar: nothing to walk
-    if type(value) is dict and all(
-        type(key) is str and type(item) in _SCALARS for key, item in value.items()
-    ):
-        return  # the usual attributes: one flat object
-    pending = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ValidationError(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
+    if isinstance(value, dict | list | tuple):
+        _walk(value, name, 0)
+
+
+def _walk(value: dict[Any, Any] | list[Any] | tuple[Any, ...], name: str, depth: int) -> None:
+    """Recursion only into containers (a 10 KB snapshot: ~170 nodes, ~25 us); the depth
+    bound keeps it far from Python's recursion limit."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValidationError(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
                 raise ValidationError(f"{name}: JSON object keys must be strings")
-            pending.extend((nested, depth + 1) for nested in item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend((nested, depth + 1) for nested in item)
+            if type(item) not in _SCALARS and isinstance(item, dict | list | tuple):
+                _walk(item, name, depth + 1)
+        return
+    for item in value:
+        if type(item) not in _SCALARS and isinstance(item, dict | list | tuple):
+            _walk(item, name, depth + 1)
 
 
 def optional_json(value: object, name: str, *, dict_only: bool = True) -> Any:
