@@ -71,7 +71,9 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "bench" and args.peers:
         from composite_store.peers import run_peers
 
-        return await asyncio.to_thread(run_peers, rounds=max(args.rounds, 1), scale=args.scale)
+        return await asyncio.to_thread(
+            run_peers, rounds=max(args.rounds, 1), scale=args.scale, fsync=args.fsync
+        )
     store = CompositeStore.from_env()
     try:
         if args.command == "status":
@@ -146,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="composite-store, the floors and Mastra's stores on a throwaway PostgreSQL and "
         "SQLite, each in its own process (needs a checkout with bench/peers, Node and npm)",
+    )
+    bench.add_argument(
+        "--fsync",
+        action="store_true",
+        help="--peers: run the throwaway PostgreSQL with fsync on (commits wait for the disk)",
     )
     bench.add_argument(
         "--curve",

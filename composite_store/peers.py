@@ -44,8 +44,10 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A PostgreSQL cluster of our own on a free loopback port; yields its admin URL."""
+def throwaway_postgres(*, fsync: bool = False) -> Iterator[str]:
+    """A PostgreSQL cluster of our own on a free loopback port; yields its admin URL.
+    Without ``fsync`` a commit does not wait for the disk: the flush costs every system the
+    same ~1-3 ms here and would hide the differences between them."""
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     if not bins:
         raise RuntimeError("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin")
@@ -62,7 +64,9 @@ def throwaway_postgres() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+        options = (
+            f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+        )
         start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(home / "log"), "-w"]
         subprocess.run(
             _as_postgres([*start, "-o", options, "start"]), check=True, capture_output=True
@@ -190,7 +194,7 @@ def table(backend: str, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
-def run_peers(*, rounds: int = 3, scale: float = 1.0) -> int:
+def run_peers(*, rounds: int = 3, scale: float = 1.0, fsync: bool = False) -> int:
     if not (PEERS / "aw1.mjs").exists():
         print("bench --peers needs a checkout with bench/peers", file=sys.stderr)
         return 2
@@ -198,7 +202,7 @@ def run_peers(*, rounds: int = 3, scale: float = 1.0) -> int:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
     started = time.monotonic()
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {"postgresql": {}, "sqlite": {}}
-    with throwaway_postgres() as admin, tempfile.TemporaryDirectory() as scratch:
+    with throwaway_postgres(fsync=fsync) as admin, tempfile.TemporaryDirectory() as scratch:
         for round_number in range(rounds):
             for backend in runs:
                 for index in range(3):  # composite-store, floor, mastra
@@ -220,6 +224,7 @@ def run_peers(*, rounds: int = 3, scale: float = 1.0) -> int:
         "medians of p50 (M1/O1: throughput)"
     )
     print(f"Mastra: {json.dumps(versions)}; Python {sys.version.split()[0]}")
+    print(f"PostgreSQL: a throwaway cluster, fsync={'on' if fsync else 'off'}")
     if scale != 1.0:
         print(f"scaled by {scale}: figures are not comparable with full runs")
     for backend, by_system in runs.items():
