@@ -55,9 +55,22 @@ def make_page(items: Sequence[T], total: int, page: int, per_page: int | None) -
 
 
 async def fetch_page(
-    conn: AsyncConnection, model: type[M], stmt: Select[Any], page: int, per_page: int | None
+    conn: AsyncConnection,
+    model: type[M],
+    stmt: Select[Any],
+    page: int,
+    per_page: int | None,
+    *,
+    with_total: bool = True,
 ) -> Page[M]:
-    """Run ``stmt`` (filtered and ordered, not yet paginated) for one page of ``model``."""
+    """Run ``stmt`` (filtered and ordered, not yet paginated) for one page of ``model``.
+    ``with_total=False`` never counts: ``total`` is ``None`` and ``has_more`` comes from
+    reading one row past the page (a COUNT grows with the table, the page does not)."""
+    if not with_total:
+        wanted = stmt if per_page is None else stmt.limit(per_page + 1).offset(page * per_page)
+        rows = (await conn.execute(wanted)).all()
+        items = [hydrate(model, row) for row in rows[:per_page]]
+        return Page(items, None, page, per_page, has_more=len(rows) > len(items))
     rows = (await conn.execute(paginate(stmt, page, per_page))).all()
     count = select(func.count()).select_from(stmt.order_by(None).subquery())
 

@@ -242,13 +242,7 @@ class ObservabilityStore(DomainStore):
         )
         stmt = final(select(*model_columns(Span)).where(*where).order_by(*order), spans)
         async with self._autocommit() as conn:
-            if with_total:
-                return await fetch_page(conn, Span, stmt, page, per_page)
-            if per_page is not None:  # one row past the page tells whether more exist
-                stmt = stmt.limit(per_page + 1).offset(page * per_page)
-            rows = (await conn.execute(stmt)).all()
-        items = [hydrate(Span, row) for row in rows[:per_page]]
-        return Page(items, None, page, per_page, has_more=len(rows) > len(items))
+            return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
 
     async def delete_traces(self, trace_ids: Sequence[str]) -> None:
         """Delete every span of these traces (missing ids are ignored)."""
