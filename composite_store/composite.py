@@ -166,6 +166,8 @@ class CompositeStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            for store in self._stores.values():
+                await store.release()
             await self._engines.dispose()
 
     async def __aenter__(self) -> CompositeStore:

@@ -323,3 +323,34 @@ async def test_inline_sqlite_waits_for_a_lock_without_blocking_the_loop(tmp_path
             holder.close()
         assert ticks >= 20  # the loop ran while the write waited for ~0.5 s
         assert await store.memory.get_thread("t") is not None
+
+
+async def test_the_fast_path_keeps_a_few_connections_and_gives_them_back(fresh_url: str) -> None:
+    """Between calls the fast path keeps at most KEEP_CONNECTIONS connections checked out
+    (the pool's checkout costs more than a SQLite statement); concurrent callers beyond them
+    use the pool as usual; release() and close() return them all."""
+    from composite_store.fastpath import KEEP_CONNECTIONS
+
+    store = CompositeStore(fresh_url)
+    pool = store.engine("memory").sync_engine.pool
+    try:
+        await store.init()
+        await store.memory.save_thread(Thread(id="t", resource_id="r"))
+        for _ in range(3):
+            assert await store.memory.list_messages("t") is not None
+        assert pool.checkedout() == 1  # one kept connection served the sequential calls
+
+        async def slow_page() -> None:
+            async with store.memory._connect() as conn:
+                await asyncio.sleep(0.05)  # all four hold a connection at once
+                await conn.rows(select(text("1")))
+
+        await asyncio.gather(*(slow_page() for _ in range(4)))
+        assert pool.checkedout() == KEEP_CONNECTIONS
+        await store.memory.release()
+        assert pool.checkedout() == 0
+        await store.workflows.persist_snapshot("wf", "r", {"n": 1})
+        assert pool.checkedout() == 1
+    finally:
+        await store.close()
+    assert pool.checkedout() == 0

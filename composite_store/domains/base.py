@@ -169,6 +169,10 @@ class DomainStore:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    async def release(self) -> None:
+        """Give back the connections the fast path keeps between calls (``close()`` does)."""
+        await self._fast.release()
+
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
