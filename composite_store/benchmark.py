@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from composite_store.composite import CompositeStore
 from composite_store.domains.memory.store import Include
 from composite_store.errors import ConfigurationError
-from composite_store.models import Message, Thread
+from composite_store.models import Thread
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 WARMUP = 20
@@ -273,7 +273,7 @@ class CompositeSystem:
             self._threads.append(tid)
 
     async def save_messages(self, batch: list[dict[str, Any]]) -> None:
-        await self.store.memory.save_messages([Message(**m) for m in batch])
+        await self.store.memory.save_messages(batch)  # mappings, as the floor gets them
 
     async def newest_page(self, thread_id: str, per_page: int, total: bool = False) -> int:
         page = await self.store.memory.list_messages(

@@ -114,25 +114,31 @@ class Compiled:
         width = len(columns)
         if len(self._binds) != width * len(rows):
             raise TypeError("row_arguments takes the rows of a multi-row VALUES, no other binds")
-        processors = [process for _, _, process in self._binds[:width]]
+        order, processors = self._row_binds(width)
         return [
             value if process is None or value is None else process(value)
             for row in rows
-            for value, process in zip((row[c] for c in columns), processors, strict=True)
+            for value, process in zip((row[c] for c in order), processors, strict=True)
         ]
+
+    def _row_binds(self, width: int) -> tuple[list[str], list[Processor]]:
+        """The first row's columns in the order the SQL binds them (the table's, not the row
+        dict's) and their processors: binds are named ``<column>_<row>``."""
+        first = self._binds[:width]
+        return [name.rsplit("_", 1)[0] for name, _, _ in first], [p for _, _, p in first]
 
     def row_tuples(
         self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Each row's converted values in ``columns`` order, for a one-row INSERT compiled
-        with those columns: the rows of a driver's block insert."""
+        """Each row's converted values in the order of the SQL's column list, for a one-row
+        INSERT compiled with ``columns``: the rows of a driver's block insert."""
         if len(self._binds) != len(columns):
             raise TypeError("row_tuples takes a one-row INSERT of exactly these columns")
-        processors = [process for _, _, process in self._binds]
+        order, processors = self._row_binds(len(columns))
         return [
             tuple(
                 value if process is None or value is None else process(value)
-                for value, process in zip((row[c] for c in columns), processors, strict=True)
+                for value, process in zip((row[c] for c in order), processors, strict=True)
             )
             for row in rows
         ]

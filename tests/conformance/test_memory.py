@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -245,6 +246,48 @@ async def test_save_messages_is_all_or_nothing(memory: MemoryStore) -> None:
     no_thread = [msg(13, thread_id="")]
     with pytest.raises(ValidationError):
         await memory.save_messages(no_thread)
+    assert await memory.list_messages("t1") == before
+
+
+def as_mapping(message: Message) -> dict[str, Any]:
+    return {f.name: getattr(message, f.name) for f in dataclasses.fields(Message)}
+
+
+async def test_messages_given_as_mappings_are_saved_like_message_objects(
+    memory: MemoryStore,
+) -> None:
+    """A mapping of Message fields is a message (missing fields take Message's defaults);
+    the saved messages come back as Message objects either way."""
+    await memory.save_thread(Thread(id="t1", resource_id="user-1"))
+    as_object = msg(0)
+    minimal = {"id": "bare", "thread_id": "t1", "role": "user", "content": {"x": 1}}
+    saved = await memory.save_messages([as_mapping(msg(1)), as_object, minimal])
+    assert all(isinstance(m, Message) for m in saved)
+    assert saved[1] is as_object  # a given object is completed, not copied
+    assert saved[0] == msg(1)
+    bare = await memory.get_messages(["bare"])
+    assert bare == [saved[2]]
+    assert (bare[0].type, bare[0].resource_id, bare[0].content) == ("v2", None, {"x": 1})
+    assert bare[0].created_at.tzinfo is not None
+    page = await memory.list_messages("t1", per_page=None)
+    assert ids(page) == ["t1-m0000", "t1-m0001", "bare"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id": "x", "thread_id": "t1", "role": "user"},  # no content
+        {"id": "x", "thread_id": "t1", "role": "user", "content": {}, "colour": "red"},
+        {"id": "x", "thread_id": "t1", "role": "user", "content": "text"},
+        {"thread_id": "t1", "role": "user", "content": {}},  # no id
+    ],
+    ids=repr,
+)
+async def test_bad_message_mappings_save_nothing(memory: MemoryStore, bad: dict[str, Any]) -> None:
+    await seed(memory, "t1", 2)
+    before = await memory.list_messages("t1")
+    with pytest.raises(ValidationError):
+        await memory.save_messages([as_mapping(msg(5)), bad])
     assert await memory.list_messages("t1") == before
 
 

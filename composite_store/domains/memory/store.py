@@ -34,6 +34,7 @@ from composite_store.domains.base import (
     hydrate,
     hydrate_values,
     model_columns,
+    model_row,
     row_values,
     table_of,
     update_one,
@@ -158,12 +159,20 @@ class MemoryStore(DomainStore):
             return await fetch_page(conn, Thread, stmt, page, per_page)
 
     # -- messages -------------------------------------------------------------------------
-    async def save_messages(self, messages_: Sequence[Message]) -> list[Message]:
+    async def save_messages(
+        self, messages_: Sequence[Message | Mapping[str, Any]]
+    ) -> list[Message]:
         """Insert or replace messages by id, all or none. A message whose ``thread_id``
-        changed moves to that thread. Bumps the ``updated_at`` of every thread written to."""
-        if isinstance(messages_, Message) or not isinstance(messages_, Iterable):
-            raise ValidationError("save_messages takes a list of Message objects")
-        rows = _dedupe_last_wins([_message_row(m, i) for i, m in enumerate(messages_)])
+        changed moves to that thread. Bumps the ``updated_at`` of every thread written to.
+        A message may be a ``Message`` or a mapping of its fields (bulk callers skip the
+        ORM object); either way the saved messages come back as ``Message`` objects."""
+        if isinstance(messages_, Message | Mapping | str | bytes) or not isinstance(
+            messages_, Iterable
+        ):
+            raise ValidationError("save_messages takes a list of messages")
+        given = list(messages_)
+        checked = [_message_row(m, i) for i, m in enumerate(given)]
+        rows = _dedupe_last_wins(checked)
         if not rows:
             return []
         thread_ids = sorted({row["thread_id"] for row in rows})
@@ -182,8 +191,11 @@ class MemoryStore(DomainStore):
             await self._touch_threads(conn, thread_ids, require=True)
             stored_at: dict[str, datetime] = dict(await conn.insert_many(stmt, rows))
         result = []
-        for message in messages_:  # the caller's objects, completed as stored
-            message.created_at = stored_at[message.id]
+        for message, row in zip(given, checked, strict=True):
+            if not isinstance(message, Message):  # a mapping: a new object, as stored
+                values = {**row, "content": message["content"]}  # the document, not its text
+                message = hydrate_values(Message, MESSAGE_KEYS, list(values.values()))
+            message.created_at = stored_at[message.id]  # the caller's objects, completed
             result.append(message)
         return result
 
@@ -481,16 +493,17 @@ def _thread_row(thread: object) -> dict[str, Any]:
 
 
 def _message_row(message: object, index: int) -> dict[str, Any]:
+    """A checked row of a ``Message`` or a mapping of its fields (``model_row``)."""
     where = f"messages[{index}]"
-    message = v.require_instance(message, Message, where)
-    v.require_id(message.id, f"{where}.id")
-    v.require_id(message.thread_id, f"{where}.thread_id")
-    v.optional_id(message.resource_id, f"{where}.resource_id")
-    v.require_id(message.role, f"{where}.role")
-    v.require_id(message.type, f"{where}.type")
-    content = v.json_text(message.content, f"{where}.content")
-    v.require_datetime(message.created_at, f"{where}.created_at")
-    return {**row_values(message), "content": content}
+    row = model_row(message, Message, where)
+    v.require_id(row["id"], f"{where}.id")
+    v.require_id(row["thread_id"], f"{where}.thread_id")
+    v.optional_id(row["resource_id"], f"{where}.resource_id")
+    v.require_id(row["role"], f"{where}.role")
+    v.require_id(row["type"], f"{where}.type")
+    row["content"] = v.json_text(row["content"], f"{where}.content")
+    v.require_datetime(row["created_at"], f"{where}.created_at")
+    return row
 
 
 def _resource_row(resource: object) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from composite_store.domains.base import (
     hydrate,
     hydrate_values,
     model_columns,
-    row_values,
+    model_row,
     table_of,
 )
 from composite_store.domains.observability.models import Span
@@ -72,13 +72,9 @@ class Trace:
 
 
 SPAN_KEYS = tuple(str(column.key) for column in model_columns(Span))
-REQUIRED = ("trace_id", "span_id", "name", "started_at")
 # JSON document fields, and whether each must be an object
 JSON_FIELDS = {"error": True, "attributes": True, "input": False, "output": False}
 OPTIONAL_IDS = ("parent_span_id", *FILTERS)
-# A mapping's row: every field in Span's order (a batch binds its rows by position), None
-# where Span has no other default (attributes and created/updated_at are set per row).
-SPAN_TEMPLATE: dict[str, Any] = dict.fromkeys(SPAN_KEYS)
 
 
 class ObservabilityStore(DomainStore):
@@ -297,12 +293,7 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def span_row(span: object, where: str) -> dict[str, Any]:
     """Check a span (a ``Span`` or a mapping of its fields) and turn it into a row whose JSON
     documents are already serialised; raises ValidationError naming ``where``."""
-    if isinstance(span, Span):
-        row = row_values(span)
-    elif isinstance(span, Mapping):
-        row = _mapping_row(span, where)
-    else:
-        raise ValidationError(f"{where}: expected a Span or a mapping, got {type(span).__name__}")
+    row = model_row(span, Span, where)
     for name in ("trace_id", "span_id", "name"):
         v.require_id(row[name], f"{where}.{name}")
     for name in OPTIONAL_IDS:
@@ -318,18 +309,4 @@ def span_row(span: object, where: str) -> dict[str, Any]:
         value = row[name]
         if value is not None or name == "attributes":
             row[name] = v.json_text(value, f"{where}.{name}", dict_only=dict_only)
-    return row
-
-
-def _mapping_row(span: Mapping[Any, Any], where: str) -> dict[str, Any]:
-    """A mapping's fields over the Span defaults (what ``Span(**span)`` would hold)."""
-    unknown = [key for key in span if key not in SPAN_TEMPLATE]
-    if unknown:
-        raise ValidationError(f"{where}: unknown span fields {sorted(map(str, unknown))}")
-    missing = [name for name in REQUIRED if name not in span]
-    if missing:
-        raise ValidationError(f"{where}: missing span fields {missing}")
-    now = utcnow()
-    row = SPAN_TEMPLATE | {"attributes": {}, "created_at": now, "updated_at": now}
-    row.update(span)  # known keys only: the order stays Span's
     return row
