@@ -75,7 +75,7 @@ RAW_DISCONNECTS: tuple[type[BaseException], ...] = (
 class Compiled:
     """One statement compiled for one dialect, with SQLAlchemy's own type processors."""
 
-    __slots__ = ("_binds", "_results", "keys", "sql", "statement")
+    __slots__ = ("_binds", "_converted", "keys", "sql", "statement")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -96,9 +96,10 @@ class Compiled:
         ]
         columns = list(getattr(statement, "exported_columns", ()))
         self.keys: tuple[str, ...] = tuple(str(col.key) for col in columns)
-        self._results: list[Processor] = [
+        results = [
             col.type.dialect_impl(dialect).result_processor(dialect, None) for col in columns
         ]
+        self._converted = [(index, p) for index, p in enumerate(results) if p is not None]
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """Positional driver arguments, converted as SQLAlchemy would convert them."""
@@ -145,16 +146,18 @@ class Compiled:
 
     def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Driver rows to Python values, as SQLAlchemy's result would give them."""
-        processors = self._results
-        if not any(processors):
+        converted = self._converted
+        if not converted:
             return [tuple(row) for row in rows]
-        return [
-            tuple(
-                value if p is None or value is None else p(value)
-                for p, value in zip(processors, row, strict=False)
-            )
-            for row in rows
-        ]
+        out = []
+        for row in rows:
+            values = list(row)
+            for index, process in converted:  # only the columns that need it
+                value = values[index]
+                if value is not None:
+                    values[index] = process(value)
+            out.append(tuple(values))
+        return out
 
 
 class StatementCache:

@@ -354,3 +354,36 @@ async def test_the_fast_path_keeps_a_few_connections_and_gives_them_back(fresh_u
     finally:
         await store.close()
     assert pool.checkedout() == 0
+
+
+def test_objects_built_without_init_in_a_fresh_process_are_usable(tmp_path: Path) -> None:
+    """Results are built without __init__ (hydrate_values). In a fresh process whose first
+    model objects are built that way (writes given mappings, schema already at head), their
+    attributes must still work: nothing else has configured the mappers yet."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from datetime import UTC, datetime\n"
+        "from composite_store import CompositeStore\n"
+        "async def main():\n"
+        f"    async with CompositeStore('sqlite:///{tmp_path / 'fresh.db'}') as store:\n"
+        "        run = await store.workflows.persist_snapshot('wf', 'r', {'status': 'done'})\n"
+        "        await store.observability.batch_create_spans([{'trace_id': 't', 'span_id': 's',"
+        " 'name': 'n', 'started_at': datetime(2026, 1, 1, tzinfo=UTC)}])\n"
+        "        span = await store.observability.get_span('t', 's')\n"
+        "        print(run.version, run.status, span.name, span.status)\n"
+        "asyncio.run(main())\n"
+    )
+    migrate = (
+        "import asyncio\n"
+        "from composite_store import CompositeStore\n"
+        f"asyncio.run(CompositeStore('sqlite:///{tmp_path / 'fresh.db'}').init())\n"
+    )
+    for script in (migrate, code):  # the second process finds the schema at head
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "done", "n", "running"]

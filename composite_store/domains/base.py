@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from composite_store.dialects import for_update
@@ -117,9 +118,16 @@ def hydrate_values(model: type[M], keys: Sequence[str], values: Sequence[Any]) -
     the ORM's own loader does (a new instance, its ``__dict__`` set directly) instead of
     calling ``__init__``, which fires an attribute event per column: ~10x faster.
     """
-    obj: M = manager_of_class(model).new_instance()
+    manager = _managers.get(model)
+    if manager is None:
+        configure_mappers()  # what the first __init__ would do: attributes need their mapper
+        manager = _managers[model] = manager_of_class(model)
+    obj: M = manager.new_instance()
     obj.__dict__.update(zip(keys, values, strict=False))  # values past keys: marker columns
     return obj
+
+
+_managers: dict[type[Any], Any] = {}
 
 
 async def fetch_one(

@@ -253,7 +253,8 @@ class MemoryStore(DomainStore):
             in_page = [row for row in rows if row[-1]] if includes else rows
             beyond = None
             if not with_total and per_page is not None and len(in_page) > per_page:
-                in_page.sort(key=_message_order, reverse=descending)
+                if includes:  # united with the windows: the page rows are not in order
+                    in_page.sort(key=_message_order, reverse=descending)
                 beyond = in_page.pop()  # read only to learn that more rows exist
 
             async def count_rows() -> int:

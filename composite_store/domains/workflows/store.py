@@ -15,7 +15,13 @@ from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, delete, fun
 
 from composite_store import validation as v
 from composite_store.dialects import upsert
-from composite_store.domains.base import DomainStore, hydrate, model_columns, table_of
+from composite_store.domains.base import (
+    DomainStore,
+    hydrate,
+    hydrate_values,
+    model_columns,
+    table_of,
+)
 from composite_store.domains.workflows.models import WorkflowRun
 from composite_store.errors import ConflictError
 from composite_store.pagination import Page, check_page, fetch_page
@@ -23,6 +29,16 @@ from composite_store.sqltypes import utcnow
 
 runs = table_of(WorkflowRun)
 # What a persist returns besides what the caller already holds (the snapshot is not re-read).
+_RUN_FIELDS = (
+    "workflow_name",
+    "run_id",
+    "snapshot",
+    "status",
+    "resource_id",
+    "version",
+    "created_at",
+    "updated_at",
+)
 _PERSISTED = (runs.c.resource_id, runs.c.version, runs.c.created_at, runs.c.updated_at)
 
 
@@ -89,15 +105,10 @@ class WorkflowsStore(DomainStore):
                     f"found {current[0][0] if current else 'no run'}"
                 )
         resource, version, created_at, updated_at = stored[0]
-        return WorkflowRun(
-            workflow_name=workflow_name,
-            run_id=run_id,
-            snapshot=document,
-            status=status,
-            resource_id=resource,
-            version=version,
-            created_at=created_at,
-            updated_at=updated_at,
+        return hydrate_values(  # a new object without __init__'s attribute events
+            WorkflowRun,
+            _RUN_FIELDS,
+            (workflow_name, run_id, document, status, resource, version, created_at, updated_at),
         )
 
     def _persist_statement(self) -> Any:
