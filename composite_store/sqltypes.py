@@ -197,6 +197,8 @@ def _loads(value: str | None) -> Any:
     (``dumps``). Text that does not end where the document does is parsed the long way."""
     if value is None:
         return None
+    if type(value) is not str:  # SQLite's NUMERIC affinity stores a bare 0 as an integer
+        return value
     try:
         document, end = _scan_once(value, 0)
     except StopIteration:
