@@ -27,7 +27,7 @@ def require_instance(value: object, cls: type[T], name: str) -> T:
 
 def require_id(value: object, name: str) -> str:
     """A non-blank string without NUL bytes (PostgreSQL text cannot hold them)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value or value.isspace():
         raise ValidationError(f"{name} must be a non-empty string, got {_show(value)}")
     _storable_text(value, name)
     if len(value) > MAX_ID_LENGTH:
@@ -39,6 +39,8 @@ def _storable_text(value: str, name: str) -> None:
     """Text every backend can store: no NUL, valid UTF-8 (no lone surrogates)."""
     if "\x00" in value:
         raise ValidationError(f"{name} must not contain NUL bytes")
+    if value.isascii():  # known without a scan: no surrogate can be in it
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

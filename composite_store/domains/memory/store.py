@@ -192,10 +192,11 @@ class MemoryStore(DomainStore):
             stored_at: dict[str, datetime] = dict(await conn.insert_many(stmt, rows))
         result = []
         for message, row in zip(given, checked, strict=True):
-            if not isinstance(message, Message):  # a mapping: a new object, as stored
-                values = {**row, "content": message["content"]}  # the document, not its text
+            if isinstance(message, Message):
+                message.created_at = stored_at[message.id]  # the caller's object, completed
+            else:  # a mapping: a new object, as stored (its document, not the text)
+                values = {**row, "content": message["content"], "created_at": stored_at[row["id"]]}
                 message = hydrate_values(Message, MESSAGE_KEYS, list(values.values()))
-            message.created_at = stored_at[message.id]  # the caller's objects, completed
             result.append(message)
         return result
 
