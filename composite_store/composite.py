@@ -166,9 +166,13 @@ class CompositeStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            for store in self._stores.values():
-                await store.release()
-            await self._engines.dispose()
+            try:
+                await asyncio.gather(
+                    *(store.release() for store in self._stores.values()),
+                    return_exceptions=True,  # a connection that fails to close is let go
+                )
+            finally:
+                await self._engines.dispose()
 
     async def __aenter__(self) -> CompositeStore:
         await self.init()

@@ -928,3 +928,56 @@ async def test_five_processes_init_and_write_one_split_configuration(
             async with store.engine(domain).connect() as conn:
                 rows = await conn.scalar(text(f"SELECT count(*) FROM alembic_version_{domain}"))
             assert rows == 1, (domain, rows)
+
+
+async def test_a_clickhouse_server_that_drops_the_connection_is_unavailable(
+    tmp_path: Path,
+) -> None:
+    """A server that accepts and then closes the socket (one dying mid-query) makes the
+    ClickHouse driver raise a bare EOFError: it must come out as DomainUnavailableError on
+    both paths (block insert and SQLAlchemy), and the span writer must keep retrying."""
+    import threading
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+
+    def drop_everyone() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the test closed the listener
+            with contextlib.suppress(OSError):
+                conn.recv(4096)
+            conn.close()
+
+    threading.Thread(target=drop_everyone, daemon=True).start()
+    port = listener.getsockname()[1]
+    store = CompositeStore(
+        f"sqlite:///{tmp_path / 'rest.db'}",
+        {"observability": f"clickhouse://127.0.0.1:{port}/x"},
+        connect_timeout=1,
+    )
+    span = {"trace_id": "t", "span_id": "s", "name": "n", "started_at": datetime.now(UTC)}
+    try:
+        with pytest.raises(DomainUnavailableError):
+            await store.observability.batch_create_spans([span])
+        with pytest.raises(DomainUnavailableError):
+            await store.observability.get_span("t", "s")
+        writer = store.observability.span_writer(
+            flush_interval=0.01, max_backoff=0.05, outbox_path=tmp_path / "outbox.db"
+        )
+        writer.submit(span)
+        for _ in range(200):
+            if writer.stats.retried >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert writer.stats.retried >= 3 and writer.stats.written == 0
+        assert writer._task is not None and not writer._task.done()  # still retrying
+        await writer.close(timeout=0.2)  # spills what it could not write: nothing lost
+        assert writer.stats.spilled == 1
+    finally:
+        listener.close()
+        await store.close()

@@ -49,6 +49,7 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     *RAW_DRIVER_ERRORS,  # from statements run on the driver (``composite_store.fastpath``)
+    *RAW_DISCONNECTS,  # clickhouse-driver's bare EOFError when the server drops the socket
 )
 
 

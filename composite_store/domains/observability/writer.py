@@ -163,8 +163,10 @@ class SpanWriter:
                 await self._spill_excess()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
-            except CompositeStoreError as exc:  # the database answered, and refused the batch
+            except Exception as exc:  # refused by the database (or a bug): never end the task
                 self.stats.retried += 1
+                if not isinstance(exc, CompositeStoreError):
+                    log.error("span batch not written: %r", exc)
                 rejections += 1
                 if rejections >= MAX_REJECTIONS:  # a poison batch: park it, go on with the rest
                     await self._reject_head(exc)
