@@ -299,6 +299,59 @@ async def test_clickhouse_spans_keep_their_rows_when_unpartitioned(
         await store.close()
 
 
+INTERRUPTED_REBUILD = {  # observability_0002's steps, up to where a run was stopped
+    "create": [
+        "CREATE TABLE spans_rebuilt AS spans "
+        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)"
+    ],
+    "swap": [
+        "CREATE TABLE spans_rebuilt AS spans "
+        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)",
+        "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans",
+    ],
+    "copy": [
+        "CREATE TABLE spans_rebuilt AS spans "
+        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)",
+        "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans",
+        "INSERT INTO spans SELECT * FROM spans_replaced",
+    ],
+}
+
+
+@pytest.mark.parametrize("stopped_after", list(INTERRUPTED_REBUILD))
+async def test_clickhouse_spans_rebuild_finishes_a_run_that_stopped(
+    make_database: Callable[[str], Awaitable[str]], stopped_after: str
+) -> None:
+    """ClickHouse has no transactions: observability_0002 stopped after any step (or a second
+    process half-way) is finished by the next run, and no span is lost."""
+    url = await make_database("clickhouse")
+    store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
+    engine = store.engine("observability")
+    spans = [
+        Span(
+            trace_id="t", span_id=f"s{i}", name="n", started_at=datetime(2026, 1 + i, 5, tzinfo=UTC)
+        )
+        for i in range(3)
+    ]
+    try:
+        await schema.upgrade(engine, ["observability"], "observability_0001")
+        async with engine.connect() as conn:
+            await conn.execute(insert(table_of(Span)), [row_values(s) for s in spans])
+            for statement in INTERRUPTED_REBUILD[stopped_after]:
+                await conn.execute(text(statement))
+        await schema.upgrade(engine, ["observability"])
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT name FROM system.tables WHERE database = currentDatabase()")
+            )
+            tables = set(result.scalars())
+        assert not tables & {"spans_rebuilt", "spans_replaced"}
+        trace = await store.observability.get_trace("t")
+        assert trace is not None and [s.span_id for s in trace.spans] == ["s0", "s1", "s2"]
+    finally:
+        await store.close()
+
+
 def test_alembic_command_line_on_clickhouse(
     make_database: Callable[[str], Awaitable[str]],
 ) -> None:
