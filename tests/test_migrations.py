@@ -299,26 +299,18 @@ async def test_clickhouse_spans_keep_their_rows_when_unpartitioned(
         await store.close()
 
 
-INTERRUPTED_REBUILD = {  # observability_0002's steps, up to where a run was stopped
-    "create": [
-        "CREATE TABLE spans_rebuilt AS spans "
-        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)"
-    ],
-    "swap": [
+REBUILD_STEPS = [  # observability_0002's steps, in order
+    (
+        "create",
         "CREATE TABLE spans_rebuilt AS spans "
         "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)",
-        "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans",
-    ],
-    "copy": [
-        "CREATE TABLE spans_rebuilt AS spans "
-        "ENGINE = ReplacingMergeTree(updated_at) ORDER BY (trace_id, span_id)",
-        "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans",
-        "INSERT INTO spans SELECT * FROM spans_replaced",
-    ],
-}
+    ),
+    ("swap", "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans"),
+    ("copy", "INSERT INTO spans SELECT * FROM spans_replaced"),
+]
 
 
-@pytest.mark.parametrize("stopped_after", list(INTERRUPTED_REBUILD))
+@pytest.mark.parametrize("stopped_after", [name for name, _ in REBUILD_STEPS])
 async def test_clickhouse_spans_rebuild_finishes_a_run_that_stopped(
     make_database: Callable[[str], Awaitable[str]], stopped_after: str
 ) -> None:
@@ -337,8 +329,10 @@ async def test_clickhouse_spans_rebuild_finishes_a_run_that_stopped(
         await schema.upgrade(engine, ["observability"], "observability_0001")
         async with engine.connect() as conn:
             await conn.execute(insert(table_of(Span)), [row_values(s) for s in spans])
-            for statement in INTERRUPTED_REBUILD[stopped_after]:
+            for name, statement in REBUILD_STEPS:  # a run stopped after ``stopped_after``
                 await conn.execute(text(statement))
+                if name == stopped_after:
+                    break
         await schema.upgrade(engine, ["observability"])
         async with engine.connect() as conn:
             result = await conn.execute(
