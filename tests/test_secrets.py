@@ -109,32 +109,29 @@ def _run(coro: Any) -> Any:
 def pg_secret() -> Iterator[Secret]:
     from tests.conftest import use_backend
 
-    admin = use_backend("postgresql")
+    admin_url = use_backend("postgresql")
     role = f"cs_secret_{secrets.token_hex(4)}"
     database = f"{role}_db"
     literal = PASSWORD.replace("'", "''")
 
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_dsn(admin), timeout=10)
+    async def admin(*statements: str) -> None:
+        conn = await asyncpg.connect(pg_dsn(admin_url), timeout=10)
         try:
-            await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{literal}'")
-            await conn.execute(f'CREATE DATABASE "{database}" OWNER {role}')
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn(admin), timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            await conn.execute(f"DROP ROLE IF EXISTS {role}")
-        finally:
-            await conn.close()
-
-    _run(create())
-    url = make_url(admin)
+    _run(
+        admin(
+            f"CREATE ROLE {role} LOGIN PASSWORD '{literal}'",
+            f'CREATE DATABASE "{database}" OWNER {role}',
+        )
+    )
+    url = make_url(admin_url)
     host, port = url.host or "127.0.0.1", url.port or 5432
     yield Secret(role, database, pg_url(role, database, host, port), host, port)
-    _run(drop())
+    _run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f"DROP ROLE IF EXISTS {role}"))
 
 
 @pytest.fixture(scope="module")
