@@ -279,8 +279,8 @@ class _ClickHouseConnection(_SQLAlchemyConnection):
             return []
         columns = tuple(rows[0])
         compiled = self._cache.get(
-            (id(statement), columns, "block"), partial(self._values_for, statement, columns, 1)
-        )
+            (id(statement), columns, 1), partial(self._values_for, statement, columns, 1)
+        )  # the one-row VALUES statement, shared with insert_many's single-row chunks
         # the block INSERT's text stops at VALUES: the rows travel as a native block
         sql = compiled.sql[: compiled.sql.index(" VALUES") + len(" VALUES")]
         await self._raw.insert_block(sql, compiled.row_tuples(rows, columns))
