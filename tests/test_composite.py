@@ -387,3 +387,40 @@ def test_objects_built_without_init_in_a_fresh_process_are_usable(tmp_path: Path
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "done", "n", "running"]
+
+
+async def test_clickhouse_batches_take_the_block_insert_path(
+    make_database: Callable[[str], Awaitable[str]], tmp_path: Path
+) -> None:
+    """Span batches on ClickHouse go to the driver as one native block (fast path kind
+    "clickhouse"), not through SQLAlchemy's executemany; what they store reads back whole."""
+    url = await make_database("clickhouse")
+    async with CompositeStore(f"sqlite:///{tmp_path / 'r.db'}", {"observability": url}) as store:
+        assert store.observability._fast.kind == "clickhouse"
+        spans = [
+            {"trace_id": "t", "span_id": f"s{i}", "name": "n", "started_at": T0, "input": i}
+            for i in range(700)  # more than one batch of the writer's size
+        ]
+        await store.observability.batch_create_spans(spans)
+        trace = await store.observability.get_trace("t")
+        assert trace is not None
+        assert sorted(s.input for s in trace.spans) == list(range(700))
+
+
+async def test_json_written_by_other_tools_reads_back(tmp_path: Path) -> None:
+    """Documents are read with a shortcut for our own compact JSON; text with whitespace
+    (another tool's writes) and SQLite's bare numbers must still read back exactly."""
+    async with CompositeStore(f"sqlite:///{tmp_path / 'd.db'}") as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r", metadata_={"a": 1}))
+        async with store.engine("memory").begin() as conn:
+            await conn.execute(
+                text("UPDATE memory_threads SET metadata = :doc WHERE id = 't'"),
+                {"doc": ' { "a" : [1, 2] ,\n "b": "x y" } '},
+            )
+        thread = await store.memory.get_thread("t")
+        assert thread is not None and thread.metadata_ == {"a": [1, 2], "b": "x y"}
+        await store.observability.create_span(
+            {"trace_id": "t", "span_id": "s", "name": "n", "started_at": T0, "input": 7}
+        )
+        span = await store.observability.get_span("t", "s")
+        assert span is not None and span.input == 7
