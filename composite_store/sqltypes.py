@@ -177,9 +177,7 @@ class JSONDocument(_PortableType):
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        if dialect.name == "clickhouse" and value is not None:
-            return json.loads(value)
-        return value
+        return value  # PostgreSQL: the driver decodes JSONB (see result_processor for the rest)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         if dialect.name in ("sqlite", "clickhouse"):
