@@ -302,6 +302,10 @@ class _AsyncpgConnection(FastConnection):
         """Not closed by the server (a restart), seen without any traffic."""
         return not self._driver.is_closed() and not self._driver.is_in_transaction()
 
+    def abandon(self) -> None:
+        """Drop the socket at once: a graceful close waits on a server that may not answer."""
+        self._driver.terminate()
+
     async def insert_many(
         self, statement: Insert, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Any, ...]]:
@@ -336,6 +340,9 @@ class _SQLiteConnection(FastConnection):
 
     def usable(self) -> bool:
         return not self._driver.in_transaction
+
+    def abandon(self) -> None:
+        """Nothing to drop: a file connection is closed by the pool as usual."""
 
     async def _execute(self, sql: str, arguments: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
         for delay in busy_delays(self._driver):
@@ -408,7 +415,8 @@ class FastPath:
             keep_for = fast.KEEP_FOR
             if fast.usable() and (keep_for is None or time.monotonic() - kept_at < keep_for):
                 return conn, fast
-            await _discard(conn)  # the pool opens a fresh one rather than trust this one
+            fast.abandon()  # the pool opens a fresh one rather than trust this one
+            await _discard(conn)
         conn = await self.engine.connect()
         raw = await conn.get_raw_connection()
         return conn, self._driver_class(raw.driver_connection, self._cache)
@@ -456,6 +464,7 @@ class FastPath:
             if isinstance(fast, _AsyncpgConnection) and not _still_sane(exc):
                 # a dropped connection, or one cancelled mid-statement: its protocol state
                 # is unknown, so neither we nor the pool may hand it out again
+                fast.abandon()
                 await _discard(conn)
             else:
                 await self._checkin(conn, fast)

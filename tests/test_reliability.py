@@ -484,14 +484,17 @@ async def test_a_frozen_postgresql_fails_within_the_connect_timeout(
         await store.init()
         await store.memory.save_thread(Thread(id="live", resource_id="user-1"))
         await asyncio.gather(*(store.memory.get_thread("live") for _ in range(3)))  # warm pool
+        await store.memory.list_messages("live")  # and a connection the fast path keeps
         last_used = time.perf_counter()
         if connection == "new":
+            await store.memory.release()
             await store.engine("memory").dispose()
         pids = server_processes(private_pg)
         signal_all(pids, signal.SIGSTOP)
         if connection == "idle-pooled":
             await asyncio.sleep(max(0.0, last_used + 5.5 - time.perf_counter()))
         frozen = [await outcome(store.memory.get_thread("live"), guard)]
+        frozen += [await outcome(store.memory.list_messages("live"), guard)]  # the kept one
         if connection == "new":
             frozen += [await outcome(store.memory.get_thread("live"), guard) for _ in range(2)]
         others = [await outcome(store.workflows.persist_snapshot("wf", "r", {}), guard)]
