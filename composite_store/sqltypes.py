@@ -4,8 +4,9 @@
   ``timestamptz``; SQLite stores naive UTC text (it would drop tzinfo anyway) and gets UTC back;
   ClickHouse stores Int64 microseconds since the epoch, because Debian's 18.16 server has no
   DateTime64 and DateTime keeps only seconds.
-- ``JSONDocument``: dicts/lists; JSONB on PostgreSQL, JSON text on SQLite, String on ClickHouse
-  (whose generic JSON type cannot be rendered).
+- ``JSONDocument``: any JSON value; JSONB on PostgreSQL, TEXT on SQLite (a column declared
+  JSON has NUMERIC affinity, which stores the document ``1.0`` as the integer 1 and ``2**70``
+  as a rounded float), String on ClickHouse (whose generic JSON type cannot be rendered).
 - ``Id``/``LongText``: strings; on ClickHouse ``String`` (``String(n)`` would be FixedString).
 
 ClickHouse ignores ``nullable=True`` unless the type itself is ``Nullable``: every type here
@@ -169,11 +170,13 @@ class JSONDocument(_PortableType):
             return dialect.type_descriptor(JSONB(none_as_null=True))
         if dialect.name == "clickhouse":
             return _clickhouse_impl(dialect, ch.String(), self.nullable)
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
         return dialect.type_descriptor(JSON(none_as_null=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if dialect.name == "clickhouse" and value is not None:
-            return dumps(value)
+        if value is not None and dialect.name in ("clickhouse", "sqlite"):
+            return dumps(value)  # both store the text
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:

@@ -365,3 +365,64 @@ def test_alembic_command_line_on_clickhouse(
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
+
+
+SPAN_JSON_COLUMNS = ("error", "attributes", "input", "output")
+
+
+async def test_sqlite_spans_json_columns_become_text(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """observability_0003 rebuilds SQLite's spans table with TEXT JSON columns (declared JSON
+    they had NUMERIC affinity: the document 1.0 came back as 1): stored spans and both indexes
+    survive, and a bare number written afterwards keeps its form."""
+    url = await make_database("sqlite")
+    store = CompositeStore(url, auto_migrate=False)
+    engine = store.engine("observability")
+
+    def declared(conn: Connection) -> tuple[dict[str, str], set[str]]:
+        columns = {c["name"]: str(c["type"]) for c in inspect(conn).get_columns("spans")}
+        indexes = {i["name"] for i in inspect(conn).get_indexes("spans")}
+        return {n: columns[n] for n in SPAN_JSON_COLUMNS}, indexes
+
+    old = Span(
+        trace_id="t",
+        span_id="root",
+        name="n",
+        started_at=datetime(2026, 1, 5, tzinfo=UTC),
+        attributes={"k": [1, "ü"]},
+        input={"q": 1.5},
+        output="answer",
+        error={"message": "boom"},
+    )
+    indexes = {"ix_spans_trace_started", "ix_spans_root_started"}
+    try:
+        await schema.upgrade(engine, ["observability"])
+        await schema.downgrade(engine, ["observability"], "observability_0002")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(declared) == (
+                dict.fromkeys(SPAN_JSON_COLUMNS, "JSON"),
+                indexes,
+            )
+        await store.observability.create_span(old)
+
+        await schema.upgrade(engine, ["observability"])
+        async with engine.connect() as conn:
+            assert await conn.run_sync(declared) == (
+                dict.fromkeys(SPAN_JSON_COLUMNS, "TEXT"),
+                indexes,
+            )
+        got = await store.observability.get_span("t", "root")
+        assert got is not None
+        assert (got.attributes, got.input, got.output, got.error) == (
+            old.attributes,
+            old.input,
+            old.output,
+            old.error,
+        )
+        await store.observability.update_span("t", "root", input=1.0, output=2**70)
+        got = await store.observability.get_span("t", "root")
+        assert got is not None and (got.input, got.output) == (1.0, 2**70)
+        assert (type(got.input), type(got.output)) == (float, int)
+    finally:
+        await store.close()

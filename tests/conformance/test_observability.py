@@ -204,6 +204,14 @@ async def test_minimal_span_gets_defaults(obs: ObservabilityStore) -> None:
         {},
         0,
         False,
+        # bare numbers and number-like text: SQLite's NUMERIC affinity once stored 1.0 as 1
+        # and 2**70 as a rounded float
+        1.0,
+        -2.5,
+        0.1,
+        2**70,
+        "1.0",
+        " 7 ",
     ],
     ids=repr,
 )
