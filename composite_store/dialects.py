@@ -147,16 +147,28 @@ def id_batches(dialect_name: str, ids: list[str]) -> Iterator[list[str]]:
         yield batch
 
 
-def insert_from_arrays(statement: Insert, columns: Sequence[str]) -> Insert:
+def insert_from_arrays(
+    statement: Insert, columns: Sequence[str], *, only_if: ColumnElement[bool] | None = None
+) -> Insert:
     """PostgreSQL: ``statement`` (an INSERT or upsert) fed by one array per column, bound
     as ``<column>_all`` and read back row by row with ``unnest``. The text is the same for
     any number of rows, so the server prepares and plans it once; a multi-row VALUES of a
     few hundred rows is a new statement per size, and asyncpg will not even cache one over
-    15 KB."""
+    15 KB. With ``only_if``, no row goes in unless it holds."""
     table: Any = statement.table
     arrays = [bindparam(f"{c}_all", type_=PG_ARRAY(table.c[c].type, dimensions=1)) for c in columns]
     rows = func.unnest(*arrays).table_valued(*columns).render_derived()
-    return statement.from_select(list(columns), select(*(rows.c[c] for c in columns)))
+    source = select(*(rows.c[c] for c in columns))
+    if only_if is not None:
+        source = source.where(only_if)
+    return statement.from_select(list(columns), source)
+
+
+def writes_in_one_statement(dialect_name: str) -> bool:
+    """Whether several writes can be one statement: PostgreSQL runs INSERT and UPDATE inside
+    WITH (data-modifying CTEs), so writes that must all happen or none take one round trip
+    and no BEGIN/COMMIT. SQLite and ClickHouse cannot."""
+    return dialect_name == "postgresql"
 
 
 def for_update(dialect_name: str, stmt: Select[Any]) -> Select[Any]:

@@ -237,16 +237,18 @@ async def test_save_messages_bumps_thread_updated_at(memory: MemoryStore) -> Non
 async def test_save_messages_is_all_or_nothing(memory: MemoryStore) -> None:
     await seed(memory, "t1", 2)
     before = await memory.list_messages("t1")
+    thread_before = await memory.get_thread("t1")
     invalid = [msg(10), msg(11, content="not a dict"), msg(12)]
     with pytest.raises(ValidationError):
         await memory.save_messages(invalid)
     unknown_thread = [msg(10), msg(11, thread="ghost")]
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="'ghost'"):
         await memory.save_messages(unknown_thread)
     no_thread = [msg(13, thread_id="")]
     with pytest.raises(ValidationError):
         await memory.save_messages(no_thread)
     assert await memory.list_messages("t1") == before
+    assert await memory.get_thread("t1") == thread_before  # updated_at not bumped either
 
 
 def as_mapping(message: Message) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Insert,
     Select,
     bindparam,
     delete,
@@ -27,7 +28,14 @@ from sqlalchemy import (
 )
 
 from composite_store import validation as v
-from composite_store.dialects import for_update, in_ids, json_matches, upsert
+from composite_store.dialects import (
+    for_update,
+    in_ids,
+    insert_from_arrays,
+    json_matches,
+    upsert,
+    writes_in_one_statement,
+)
 from composite_store.domains.base import (
     DomainStore,
     fetch_one,
@@ -176,20 +184,16 @@ class MemoryStore(DomainStore):
         if not rows:
             return []
         thread_ids = sorted({row["thread_id"] for row in rows})
-        stmt = self._statement(
-            "save_messages",
-            lambda: upsert(
-                self.dialect,
-                messages,
-                key=["id"],
-                update=["thread_id", "resource_id", "role", "type", "content"],
-            ).returning(messages.c.id, messages.c.created_at),
-        )
-        async with self._connect(transaction=True) as conn:
-            # Touching the threads first also proves they exist and locks them before the
-            # messages: one round trip for both, and one lock order for every writer.
-            await self._touch_threads(conn, thread_ids, require=True)
-            stored_at: dict[str, datetime] = dict(await conn.insert_many(stmt, rows))
+        stmt = self._statement("save_messages", lambda: _upsert_messages(self.dialect))
+        stored_at: dict[str, datetime]
+        if writes_in_one_statement(self.dialect):
+            stored_at = await self._save_in_one_statement(stmt, thread_ids, rows)
+        else:
+            async with self._connect(transaction=True) as conn:
+                # Touching the threads first also proves they exist and locks them before
+                # the messages: one round trip for both, and one lock order for every writer.
+                await self._touch_threads(conn, thread_ids, require=True)
+                stored_at = dict(await conn.insert_many(stmt, rows))
         result = []
         for message, row in zip(given, checked, strict=True):
             if isinstance(message, Message):
@@ -199,6 +203,28 @@ class MemoryStore(DomainStore):
                 message = hydrate_values(Message, MESSAGE_KEYS, list(values.values()))
             result.append(message)
         return result
+
+    async def _save_in_one_statement(
+        self, upsert_: Insert, thread_ids: list[str], rows: list[dict[str, Any]]
+    ) -> dict[str, datetime]:
+        """``save_messages`` as one statement (``writes_in_one_statement``): lock the threads
+        in id order, bump them and upsert the messages, all only if every thread exists. One
+        round trip where BEGIN, touch, upsert and COMMIT took four."""
+        columns = tuple(rows[0])
+        stmt = self._statement(
+            f"save_messages_in_one_statement:{columns}",
+            lambda: _touch_threads_and_upsert(upsert_, columns),
+        )
+        params: dict[str, Any] = {f"{c}_all": [row[c] for row in rows] for c in columns}
+        params.update(thread_ids=thread_ids, thread_count=len(thread_ids), now=utcnow())
+        async with self._connect() as conn:
+            stored_at = dict(await conn.rows(stmt, params))
+            if not stored_at:  # a thread is missing, so nothing was written: say which
+                stmt = self._statement("existing_threads", _existing_threads)
+                found = {row[0] for row in await conn.rows(stmt, {"ids": thread_ids})}
+                _require_all(thread_ids, found)
+                raise NotFoundError("a thread was missing when the messages were saved")
+        return stored_at
 
     async def list_messages(
         self,
@@ -362,9 +388,8 @@ class MemoryStore(DomainStore):
         found = {
             row[0] for row in await conn.rows(stmt, {"ids": list(thread_ids), "now": utcnow()})
         }
-        missing = [t for t in thread_ids if t not in found]
-        if require and missing:
-            raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
+        if require:
+            _require_all(thread_ids, found)
 
     # -- resources ------------------------------------------------------------------------
     async def get_resource(self, resource_id: str) -> Resource | None:
@@ -416,6 +441,49 @@ class MemoryStore(DomainStore):
 
 
 # -- statements ---------------------------------------------------------------------------
+def _require_all(thread_ids: Sequence[str], found: set[str]) -> None:
+    missing = [t for t in thread_ids if t not in found]
+    if missing:
+        raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
+
+
+def _existing_threads() -> Select[Any]:
+    return select(threads.c.id).where(in_ids("postgresql", threads.c.id, "ids"))
+
+
+def _upsert_messages(dialect: str) -> Insert:
+    return upsert(
+        dialect,
+        messages,
+        key=["id"],
+        update=["thread_id", "resource_id", "role", "type", "content"],
+    ).returning(messages.c.id, messages.c.created_at)
+
+
+def _touch_threads_and_upsert(upsert_: Insert, columns: Sequence[str]) -> Select[Any]:
+    """PostgreSQL: the threads ``thread_ids``, locked in id order, bumped to ``now`` and
+    ``upsert_`` fed from arrays (``insert_from_arrays``), only if all ``thread_count`` exist.
+    Returns the upserted ``(id, created_at)``: none if a thread is missing."""
+    found = (
+        select(threads.c.id)
+        .where(in_ids("postgresql", threads.c.id, "thread_ids"))
+        .order_by(threads.c.id)
+        .with_for_update()
+        .cte("found")
+    )
+    all_found = (
+        select(func.count() == bindparam("thread_count")).select_from(found).scalar_subquery()
+    )
+    touched = (
+        update(threads)
+        .where(threads.c.id.in_(select(found.c.id)), all_found)
+        .values(updated_at=bindparam("now", type_=UTCDateTime()))
+        .cte("touched")
+    )
+    written = insert_from_arrays(upsert_, columns, only_if=all_found).cte("written")
+    return select(written.c.id, written.c.created_at).add_cte(touched)
+
+
 def _list_messages_statements(
     by_resource: bool,
     from_start: bool,
