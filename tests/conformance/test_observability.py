@@ -809,6 +809,37 @@ async def test_list_traces_without_total(obs: ObservabilityStore) -> None:
     assert (trace_ids(oldest), oldest.has_more) == (["t0", "t1"], True)
 
 
+async def test_list_traces_without_total_follows_rewrites_updates_and_deletes(
+    obs: ObservabilityStore,
+) -> None:
+    """The page without a total shows each trace's newest root version only: a root
+    rewritten as a child leaves the list (the page is filled from older roots), a child
+    rewritten as a root joins it, an update shows, a delete removes. (ClickHouse reads a
+    table of root spans here, which must agree with the spans table.)"""
+    await obs.batch_create_spans(
+        [span(f"t{i}", started_at=T0 + timedelta(seconds=i)) for i in range(8)]
+    )
+    later = datetime.now(UTC) + timedelta(hours=1)  # newer than the first versions
+    await obs.batch_create_spans(  # t7..t4's roots become children of another span
+        [span(f"t{i}", parent_span_id="other", updated_at=later) for i in range(4, 8)]
+    )
+    await obs.batch_create_spans(
+        [child("t9", "root", started_at=T0 - timedelta(days=1), updated_at=T0)]
+    )  # stays a child: never listed
+    await obs.batch_create_spans([span("t9", "root", started_at=T0 + US, updated_at=later)])
+    await obs.update_span("t3", "root", name="renamed")
+    await obs.delete_traces(["t2"])
+    for fast in (False, True):
+        with_total = not fast
+        first = await obs.list_traces(per_page=2, with_total=with_total)
+        second = await obs.list_traces(page=1, per_page=2, with_total=with_total)
+        assert (trace_ids(first), first.has_more) == (["t3", "t1"], True)
+        assert (trace_ids(second), second.has_more) == (["t9", "t0"], False)
+        assert first.items[0].name == "renamed"
+        every = await obs.list_traces(per_page=None, with_total=with_total)
+        assert trace_ids(every) == ["t3", "t1", "t9", "t0"]
+
+
 async def test_order_by_started_at_both_ways_ties_by_trace_id(obs: ObservabilityStore) -> None:
     starts = {"a": T0 + US, "b": T0, "c": T0 + US, "d": T0 + 2 * US, "e": T0 - timedelta(days=40)}
     await obs.batch_create_spans(span(t, started_at=at) for t, at in starts.items())

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, select
 
 from composite_store import validation as v
 from composite_store.dialects import (
@@ -36,6 +36,7 @@ from composite_store.domains.base import (
     table_of,
 )
 from composite_store.domains.observability.models import Span
+from composite_store.domains.observability.roots import kept_apart, newest_roots, tables_of_spans
 from composite_store.errors import NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
 from composite_store.sqltypes import utcnow
@@ -216,28 +217,39 @@ class ObservabilityStore(DomainStore):
             "environment": environment,
             "service_name": service_name,
         }
-        where: list[ColumnElement[bool]] = [spans.c.parent_span_id.is_(None)]
         for name, value in given.items():
             if value is not None:
-                where.append(spans.c[name] == v.require_id(value, name))
+                v.require_id(value, name)
         if status is not None:
-            where.append(_status_is(v.require_choice(status, "status", STATUSES)))
+            v.require_choice(status, "status", STATUSES)
         first, last = v.check_range(start, end)
-        if first is not None:
-            where.append(spans.c.started_at >= first)
-        if last is not None:
-            where.append(spans.c.started_at <= last)
         check_page(page, per_page)
         v.require_bool(descending, "descending")
         v.require_bool(with_total, "with_total")
-        column = spans.c[v.require_choice(order_by, "order_by", ORDER_FIELDS)]
-        order: list[ColumnElement[Any]] = (
-            [column.desc().nulls_first(), spans.c.trace_id.desc()]
-            if descending
-            else [column.asc().nulls_last(), spans.c.trace_id.asc()]
-        )
-        stmt = final(select(*model_columns(Span)).where(*where).order_by(*order), spans)
+        v.require_choice(order_by, "order_by", ORDER_FIELDS)
+
+        def query(table: Table) -> Select[Any]:
+            """The roots matching the filters, in order, read from ``table``."""
+            c = table.c
+            where: list[ColumnElement[bool]] = [c.parent_span_id.is_(None)]
+            where += [c[name] == value for name, value in given.items() if value is not None]
+            if status is not None:
+                where.append(_status_is(table, status))
+            if first is not None:
+                where.append(c.started_at >= first)
+            if last is not None:
+                where.append(c.started_at <= last)
+            order = (
+                [c[order_by].desc().nulls_first(), c.trace_id.desc()]
+                if descending
+                else [c[order_by].asc().nulls_last(), c.trace_id.asc()]
+            )
+            return select(*(c[key] for key in SPAN_KEYS)).where(*where).order_by(*order)
+
         async with self._autocommit() as conn:
+            if not with_total and kept_apart(self.dialect):
+                return await newest_roots(conn, query, page, per_page)
+            stmt = final(query(spans), spans)
             return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
 
     async def delete_traces(self, trace_ids: Sequence[str]) -> None:
@@ -245,11 +257,12 @@ class ObservabilityStore(DomainStore):
         wanted = v.require_ids(trace_ids, "trace_ids")
         if not wanted:
             return
-        stmt = delete(spans).where(in_ids(self.dialect, spans.c.trace_id, "ids"))
         async with self._autocommit() as conn:  # one statement, but on ClickHouse a few
-            for batch in id_batches(self.dialect, wanted):
-                await conn.execute(stmt, {"ids": batch})
-            await after_delete(conn, spans)
+            for table in tables_of_spans(self.dialect):
+                stmt = delete(table).where(in_ids(self.dialect, table.c.trace_id, "ids"))
+                for batch in id_batches(self.dialect, wanted):
+                    await conn.execute(stmt, {"ids": batch})
+                await after_delete(conn, table)
 
     def span_writer(
         self,
@@ -273,11 +286,12 @@ class ObservabilityStore(DomainStore):
         )
 
 
-def _status_is(status: str) -> ColumnElement[bool]:
+def _status_is(table: Table, status: str) -> ColumnElement[bool]:
+    c = table.c
     if status == "error":
-        return spans.c.error.is_not(None)
-    ended = spans.c.ended_at.is_(None) if status == "running" else spans.c.ended_at.is_not(None)
-    return and_(spans.c.error.is_(None), ended)
+        return c.error.is_not(None)
+    ended = c.ended_at.is_(None) if status == "running" else c.ended_at.is_not(None)
+    return and_(c.error.is_(None), ended)
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
