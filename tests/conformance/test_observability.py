@@ -140,6 +140,15 @@ def trace_ids(page: Page[Span]) -> list[str]:
     return [s.trace_id for s in page.items]
 
 
+async def both_ways(obs: ObservabilityStore, **kw: Any) -> Page[Span]:
+    """``list_traces(**kw)``, after checking that the fast path (``with_total=False``, on
+    ClickHouse another table) lists the same spans and agrees on ``has_more``."""
+    counted = await obs.list_traces(**kw)
+    fast = await obs.list_traces(**kw, with_total=False)
+    assert (fast.items, fast.has_more, fast.total) == (counted.items, counted.has_more, None)
+    return counted
+
+
 async def everything(obs: ObservabilityStore, *also: str) -> tuple[Any, ...]:
     """What is stored, as the public API sees it: every root (and its status) and every span
     of those traces and of ``also`` (traces a failed call may have touched)."""
@@ -635,7 +644,7 @@ async def test_list_traces_lists_root_spans_only(obs: ObservabilityStore) -> Non
             child("t3", "orphan", parent="missing"),  # a trace whose root is not there (yet)
         ]
     )
-    page = await obs.list_traces()
+    page = await both_ways(obs)
     assert [(s.trace_id, s.span_id) for s in page.items] == [("t2", "root"), ("t1", "root")]
     assert all(s.parent_span_id is None for s in page.items)
     assert (page.total, page.page, page.per_page, page.has_more) == (2, 0, 100, False)
@@ -656,12 +665,12 @@ async def test_each_filter_alone(obs: ObservabilityStore, field: str) -> None:
             child("hit", "c", **{field: "something else"}),
         ]
     )
-    page = await obs.list_traces(**{field: "wanted ü"})
+    page = await both_ways(obs, **{field: "wanted ü"})
     assert trace_ids(page) == ["hit2", "hit"]
     assert page.total == 2
     assert all(getattr(s, field) == "wanted ü" for s in page.items)
-    assert trace_ids(await obs.list_traces(**{field: "absent"})) == []
-    assert (await obs.list_traces(**{field: None})).total == 6  # None: no filter
+    assert trace_ids(await both_ways(obs, **{field: "absent"})) == []
+    assert (await both_ways(obs, **{field: None})).total == 6  # None: no filter
 
 
 async def test_filters_combine_with_and(obs: ObservabilityStore) -> None:
@@ -680,19 +689,24 @@ async def test_filters_combine_with_and(obs: ObservabilityStore) -> None:
         for i, (t, u, env, et, svc) in enumerate(combos)
     )
     await obs.update_span("t6", "root", error={"e": 1})
-    page = await obs.list_traces(user_id="u1", environment="prod", entity_type="AGENT")
+    page = await both_ways(obs, user_id="u1", environment="prod", entity_type="AGENT")
     assert trace_ids(page) == ["t6", "t5", "t1"]
-    page = await obs.list_traces(
-        user_id="u1", environment="prod", entity_type="AGENT", service_name="svc"
+    page = await both_ways(
+        obs, user_id="u1", environment="prod", entity_type="AGENT", service_name="svc"
     )
     assert trace_ids(page) == ["t6", "t1"]
-    page = await obs.list_traces(
-        user_id="u1", environment="prod", entity_type="AGENT", service_name="svc", status="error"
+    page = await both_ways(
+        obs,
+        user_id="u1",
+        environment="prod",
+        entity_type="AGENT",
+        service_name="svc",
+        status="error",
     )
     assert trace_ids(page) == ["t6"]
-    assert trace_ids(await obs.list_traces(user_id="u2", environment="dev")) == []
-    page = await obs.list_traces(
-        user_id="u1", start=T0 + US, end=T0 + 3 * US, order_by="started_at", descending=False
+    assert trace_ids(await both_ways(obs, user_id="u2", environment="dev")) == []
+    page = await both_ways(
+        obs, user_id="u1", start=T0 + US, end=T0 + 3 * US, order_by="started_at", descending=False
     )
     assert trace_ids(page) == ["t2", "t3"]
 
@@ -717,11 +731,11 @@ async def test_status_filter(obs: ObservabilityStore, status: str) -> None:
         "running": {"running"},
         "success": {"success", "child-error"},
     }
-    page = await obs.list_traces(status=status, per_page=None)
+    page = await both_ways(obs, status=status, per_page=None)
     assert set(trace_ids(page)) == expected[status]
     assert page.total == len(expected[status])
     assert {s.status for s in page.items} == {status}
-    everyone = await obs.list_traces()
+    everyone = await both_ways(obs)
     assert {s.trace_id: s.status for s in everyone.items} == {
         t: st for st, ts in expected.items() for t in ts
     }
@@ -742,7 +756,7 @@ async def test_start_and_end_are_inclusive_on_started_at(obs: ObservabilityStore
     )
 
     async def listed(**kw: Any) -> list[str]:
-        return trace_ids(await obs.list_traces(order_by="started_at", descending=False, **kw))
+        return trace_ids(await both_ways(obs, order_by="started_at", descending=False, **kw))
 
     assert await listed(start=at(2), end=at(4)) == ["t2", "t3", "t4"]
     assert await listed(start=at(2) + US, end=at(4) - US) == ["t3"]
@@ -753,7 +767,7 @@ async def test_start_and_end_are_inclusive_on_started_at(obs: ObservabilityStore
     assert await listed(end=at(1)) == ["t0", "t1"]
     local = await listed(start=at(2).astimezone(PLUS_TWO), end=at(4).astimezone(MINUS_FIVE_THIRTY))
     assert local == ["t2", "t3", "t4"]
-    page = await obs.list_traces(start=at(1), end=at(4), per_page=2)
+    page = await both_ways(obs, start=at(1), end=at(4), per_page=2)
     assert (trace_ids(page), page.total, page.has_more) == (["t4", "t3"], 4, True)
 
 
@@ -843,14 +857,14 @@ async def test_list_traces_without_total_follows_rewrites_updates_and_deletes(
 async def test_order_by_started_at_both_ways_ties_by_trace_id(obs: ObservabilityStore) -> None:
     starts = {"a": T0 + US, "b": T0, "c": T0 + US, "d": T0 + 2 * US, "e": T0 - timedelta(days=40)}
     await obs.batch_create_spans(span(t, started_at=at) for t, at in starts.items())
-    desc = await obs.list_traces()
+    desc = await both_ways(obs)
     assert trace_ids(desc) == ["d", "c", "a", "b", "e"]
-    assert trace_ids(await obs.list_traces(order_by="started_at", descending=True)) == trace_ids(
+    assert trace_ids(await both_ways(obs, order_by="started_at", descending=True)) == trace_ids(
         desc
     )
-    asc = await obs.list_traces(order_by="started_at", descending=False)
+    asc = await both_ways(obs, order_by="started_at", descending=False)
     assert trace_ids(asc) == ["e", "b", "a", "c", "d"]
-    paged = [await obs.list_traces(descending=False, page=p, per_page=2) for p in range(3)]
+    paged = [await both_ways(obs, descending=False, page=p, per_page=2) for p in range(3)]
     assert [t for p in paged for t in trace_ids(p)] == ["e", "b", "a", "c", "d"]
 
 
@@ -871,15 +885,15 @@ async def test_order_by_ended_at_puts_running_first_descending_last_ascending(
         for i, (t, end) in enumerate(ends.items())
     )
     await obs.update_span("g", "root", error={"failed": True})  # ended with an error
-    desc = await obs.list_traces(order_by="ended_at")
+    desc = await both_ways(obs, order_by="ended_at")
     assert trace_ids(desc) == ["e", "b", "g", "d", "c", "a", "f"]
     assert [s.status for s in desc.items][:3] == ["running", "running", "error"]
-    asc = await obs.list_traces(order_by="ended_at", descending=False)
+    asc = await both_ways(obs, order_by="ended_at", descending=False)
     assert trace_ids(asc) == ["f", "a", "c", "d", "g", "b", "e"]
-    pages = [await obs.list_traces(order_by="ended_at", page=p, per_page=3) for p in range(3)]
+    pages = [await both_ways(obs, order_by="ended_at", page=p, per_page=3) for p in range(3)]
     assert [t for p in pages for t in trace_ids(p)] == trace_ids(desc)
     assert [p.total for p in pages] == [7, 7, 7]
-    running = await obs.list_traces(order_by="ended_at", status="running", descending=False)
+    running = await both_ways(obs, order_by="ended_at", status="running", descending=False)
     assert trace_ids(running) == ["b", "e"]
 
 
@@ -887,12 +901,12 @@ async def test_a_trace_that_ends_moves_in_ended_at_order(obs: ObservabilityStore
     await obs.batch_create_spans(
         [span("a", ended_at=T0 + timedelta(seconds=1)), span("b"), span("c", ended_at=T0 + US)]
     )
-    assert trace_ids(await obs.list_traces(order_by="ended_at")) == ["b", "a", "c"]
+    assert trace_ids(await both_ways(obs, order_by="ended_at")) == ["b", "a", "c"]
     await obs.update_span("b", "root", ended_at=T0 + timedelta(seconds=1))
-    assert trace_ids(await obs.list_traces(order_by="ended_at")) == ["b", "a", "c"]
+    assert trace_ids(await both_ways(obs, order_by="ended_at")) == ["b", "a", "c"]
     await obs.update_span("b", "root", ended_at=T0 + 2 * US)
-    assert trace_ids(await obs.list_traces(order_by="ended_at")) == ["a", "b", "c"]
-    assert trace_ids(await obs.list_traces(order_by="ended_at", descending=False)) == [
+    assert trace_ids(await both_ways(obs, order_by="ended_at")) == ["a", "b", "c"]
+    assert trace_ids(await both_ways(obs, order_by="ended_at", descending=False)) == [
         "c",
         "b",
         "a",
@@ -915,7 +929,7 @@ async def test_delete_traces_removes_every_span_of_those_traces_only(
     assert await obs.get_trace("t1") is None and await obs.get_trace("t3") is None
     assert await obs.get_span("t1", "c0") is None
     assert {t: await obs.get_trace(t) for t in ("t2", "t4", "orphan")} == keep
-    page = await obs.list_traces()
+    page = await both_ways(obs)
     assert sorted(trace_ids(page)) == ["t2", "t4"] and page.total == 2
     await obs.delete_traces(["t1", "t3"])  # again: nothing to do, no error
     await obs.delete_traces([])
@@ -931,7 +945,7 @@ async def test_delete_traces_takes_a_long_list(obs: ObservabilityStore) -> None:
     await obs.batch_create_spans([span(ids[0]), span(ids[-1]), span("kept"), child("kept", "c")])
     await obs.delete_traces(ids)
     assert await obs.get_trace(ids[0]) is None and await obs.get_trace(ids[-1]) is None
-    assert trace_ids(await obs.list_traces()) == ["kept"]
+    assert trace_ids(await both_ways(obs)) == ["kept"]
     assert keys(await obs.get_trace("kept")) == ["root", "c"]
 
 

@@ -16,7 +16,7 @@ query on ``spans``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, MetaData, Row, Select, Table, select
@@ -52,34 +52,60 @@ async def newest_roots(
     per_page: int | None,
 ) -> Page[Span]:
     """One page of ``query(table)`` (filtered, ordered root spans) read from ``root_spans``,
-    without a total; ``has_more`` from one root past the page, as ``fetch_page`` does."""
-    stmt = final(query(root_spans), root_spans)
+    without a total; ``has_more`` from one root past the page, as ``fetch_page`` does.
+    The candidates are found on the key columns alone (ClickHouse reads only the columns a
+    query names: a FINAL over the JSON columns of every root grew with the table); only the
+    page's rows are read whole."""
+    keys = (root_spans.c.trace_id, root_spans.c.span_id, root_spans.c.updated_at)
+    candidates = final(query(root_spans).with_only_columns(*keys), root_spans)
     start = page * (per_page or 0)
     wanted = None if per_page is None else start + per_page + 1
     limit = wanted
     while True:
-        rows = (await conn.execute(stmt if limit is None else stmt.limit(limit))).all()
+        rows = (await conn.execute(candidates if limit is None else candidates.limit(limit))).all()
         kept = await _still_roots(conn, rows)
         if limit is None or wanted is None or len(rows) < limit or len(kept) >= wanted:
             break
         limit *= 2  # some candidates are children by now: read further
     end = None if per_page is None else start + per_page
-    items = [hydrate(Span, row) for row in kept[start:end]]
+    shown = [(trace_id, span_id) for trace_id, span_id, _ in kept[start:end]]
+    items = await _whole(conn, query(root_spans), shown)
     return Page(items, None, page, per_page, has_more=end is not None and len(kept) > end)
 
 
 async def _still_roots(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
-    """The rows whose version is still the newest of their span, and a root."""
+    """The rows (trace_id, span_id, updated_at) whose version is still the newest of their
+    span, and a root."""
     newest: set[tuple[str, str, Any]] = set()
-    trace_ids = sorted({row.trace_id for row in rows})
     check = final(
         select(spans.c.trace_id, spans.c.span_id, spans.c.updated_at, spans.c.parent_span_id).where(
             in_ids("clickhouse", spans.c.trace_id, "ids")
         ),
         spans,
     )
+    async for trace_id, span_id, updated_at, parent in _by_trace(conn, check, rows):
+        if parent is None:
+            newest.add((trace_id, span_id, updated_at))
+    return [row for row in rows if tuple(row) in newest]
+
+
+async def _whole(
+    conn: AsyncConnection, query: Select[Any], shown: list[tuple[str, str]]
+) -> list[Span]:
+    """The spans ``shown`` (keys, in page order), every column, from ``root_spans``."""
+    rows = final(
+        query.where(in_ids("clickhouse", root_spans.c.trace_id, "ids")).order_by(None),
+        root_spans,
+    )
+    found = {(row.trace_id, row.span_id): row async for row in _by_trace(conn, rows, shown)}
+    return [hydrate(Span, found[key]) for key in shown if key in found]
+
+
+async def _by_trace(
+    conn: AsyncConnection, stmt: Select[Any], keys: Sequence[Sequence[Any]]
+) -> AsyncIterator[Row[Any]]:
+    """``stmt``'s rows for the trace ids of ``keys`` (bound as ``ids``, in batches)."""
+    trace_ids = sorted({key[0] for key in keys})
     for batch in id_batches("clickhouse", trace_ids):
-        for trace_id, span_id, updated_at, parent in await conn.execute(check, {"ids": batch}):
-            if parent is None:
-                newest.add((trace_id, span_id, updated_at))
-    return [row for row in rows if (row.trace_id, row.span_id, row.updated_at) in newest]
+        for row in await conn.execute(stmt, {"ids": batch}):
+            yield row
