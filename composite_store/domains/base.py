@@ -173,6 +173,7 @@ class _RowShape:
     template: dict[str, Any]  # column -> plain default (None where there is none)
     factories: tuple[tuple[str, str, Callable[[], Any]], ...]  # (key, column, default_factory)
     required: tuple[str, ...]
+    required_keys: frozenset[str]  # the same, for one subset test
     columns: dict[str, str]  # attribute key -> column name
 
 
@@ -195,7 +196,14 @@ def _shape(model: type[Any]) -> _RowShape:
             else:
                 required.append(key)
         columns = {key: column.name for key, column in _attributes(model)}
-        found = _RowShape(frozenset(columns), template, tuple(factories), tuple(required), columns)
+        found = _RowShape(
+            frozenset(columns),
+            template,
+            tuple(factories),
+            tuple(required),
+            frozenset(required),
+            columns,
+        )
         _shapes[model] = found
     return found
 
@@ -204,20 +212,19 @@ def model_row(value: object, model: type[Any], where: str) -> dict[str, Any]:
     """A ``model`` instance, or a mapping of its fields (as ``model(**mapping)`` takes
     them), as a row: column name -> value, in column order. A mapping's missing fields take
     the model's defaults; bulk callers skip building an ORM object per row (~1 us a field)."""
-    if isinstance(value, model):
-        return row_values(value)
-    if not isinstance(value, Mapping):
-        raise ValidationError(
-            f"{where}: expected a {model.__name__} or a mapping, got {type(value).__name__}"
-        )
+    if type(value) is not dict:  # the bulk callers' case first: no isinstance checks
+        if isinstance(value, model):
+            return row_values(value)
+        if not isinstance(value, Mapping):
+            raise ValidationError(
+                f"{where}: expected a {model.__name__} or a mapping, got {type(value).__name__}"
+            )
     shape = _shape(model)
-    unknown = [key for key in value if key not in shape.keys]
-    if unknown:
-        raise ValidationError(
-            f"{where}: unknown {model.__name__} fields {sorted(map(str, unknown))}"
-        )
-    missing = [key for key in shape.required if key not in value]
-    if missing:
+    if not shape.keys.issuperset(value):
+        unknown = sorted(str(key) for key in value if key not in shape.keys)
+        raise ValidationError(f"{where}: unknown {model.__name__} fields {unknown}")
+    if not shape.required_keys.issubset(value):
+        missing = [key for key in shape.required if key not in value]
         raise ValidationError(f"{where}: missing {model.__name__} fields {missing}")
     row = shape.template.copy()
     for key, column, factory in shape.factories:

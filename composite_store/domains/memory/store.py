@@ -566,11 +566,11 @@ def _message_row(message: object, index: int) -> dict[str, Any]:
     """A checked row of a ``Message`` or a mapping of its fields (``model_row``)."""
     where = f"messages[{index}]"
     row = model_row(message, Message, where)
-    v.require_id(row["id"], f"{where}.id")
-    v.require_id(row["thread_id"], f"{where}.thread_id")
-    v.optional_id(row["resource_id"], f"{where}.resource_id")
-    v.require_id(row["role"], f"{where}.role")
-    v.require_id(row["type"], f"{where}.type")
+    for key in ("id", "thread_id", "role", "type"):
+        if not v.plain_id(row[key]):
+            v.require_id(row[key], f"{where}.{key}")
+    if row["resource_id"] is not None and not v.plain_id(row["resource_id"]):
+        v.require_id(row["resource_id"], f"{where}.resource_id")
     row["content"] = v.json_text(row["content"], f"{where}.content")
     v.require_datetime(row["created_at"], f"{where}.created_at")
     return row

@@ -309,9 +309,10 @@ def span_row(span: object, where: str) -> dict[str, Any]:
     documents are already serialised; raises ValidationError naming ``where``."""
     row = model_row(span, Span, where)
     for name in ("trace_id", "span_id", "name"):
-        v.require_id(row[name], f"{where}.{name}")
+        if not v.plain_id(row[name]):
+            v.require_id(row[name], f"{where}.{name}")
     for name in OPTIONAL_IDS:
-        if row[name] is not None:
+        if row[name] is not None and not v.plain_id(row[name]):
             v.require_id(row[name], f"{where}.{name}")
     started = v.require_datetime(row["started_at"], f"{where}.started_at")
     ended = v.optional_datetime(row["ended_at"], f"{where}.ended_at")
