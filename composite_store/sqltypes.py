@@ -141,6 +141,8 @@ class UTCDateTime(_PortableType):
     def bind_processor(self, dialect: Dialect) -> Any:
         if dialect.name == "clickhouse":
             return _clickhouse_micros  # the span writer's path: once per timestamp per row
+        if dialect.name == "sqlite":
+            return _sqlite_text
         return super().bind_processor(dialect)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
@@ -168,9 +170,25 @@ def _clickhouse_micros(value: datetime | None) -> int | None:
     return to_micros(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
+def _sqlite_text(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DATETIME writes (naive UTC, always with microseconds), made
+    by ``isoformat``: ``datetime.replace`` and SQLAlchemy's %-formatting cost ~2 us a value,
+    and a span has four."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
 def _sqlite_datetime(value: str | None) -> datetime | None:
     if value is None:
         return None
+    if 19 <= len(value) <= 26:  # as _sqlite_text writes it: read as UTC without .replace,
+        try:  # which costs 6x the parse (0.99 against 0.15 us a value)
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            pass  # text with its own offset (written by another tool): the long way
     parsed = datetime.fromisoformat(value)
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 

@@ -424,3 +424,30 @@ async def test_json_written_by_other_tools_reads_back(tmp_path: Path) -> None:
         )
         span = await store.observability.get_span("t", "s")
         assert span is not None and span.input == 7
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-03-01 12:00:00.000001", datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)),
+        ("2026-03-01 12:00:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01T17:30:00+05:30", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
+    ],
+)
+async def test_sqlite_timestamps_written_by_other_tools_read_back_in_utc(
+    tmp_path: Path, stored: str, expected: datetime
+) -> None:
+    """Timestamps are read with a shortcut for the naive UTC text we write; text with its own
+    offset, a Z, no microseconds or no time (another tool's writes) must read the long way,
+    as the same instant in UTC."""
+    async with CompositeStore(f"sqlite:///{tmp_path / 'd.db'}") as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r"))
+        async with store.engine("memory").begin() as conn:
+            await conn.execute(
+                text("UPDATE memory_threads SET created_at = :at WHERE id = 't'"), {"at": stored}
+            )
+        thread = await store.memory.get_thread("t")
+        assert thread is not None
+        assert (thread.created_at, thread.created_at.utcoffset()) == (expected, timedelta(0))
