@@ -30,7 +30,7 @@ def _declare_json_columns(type_: sa.types.TypeEngine[object]) -> None:
     if bind.dialect.name != "sqlite":
         return
     declared = {c["name"]: c["type"] for c in sa.inspect(bind).get_columns("spans")}
-    if all(type(declared[name]) is type(type_) for name in JSON_COLUMNS):
+    if all(isinstance(declared[name], type(type_)) for name in JSON_COLUMNS):
         return  # created so (a database made since this revision): no rebuild
     with op.batch_alter_table("spans", recreate="always") as batch:
         for name, nullable in JSON_COLUMNS.items():
