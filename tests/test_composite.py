@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.dialects.sqlite import DATETIME
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from composite_store import (
     CompositeStore,
@@ -28,6 +30,7 @@ from composite_store.models import (
     Thread,
     WorkflowRun,
 )
+from composite_store.sqltypes import UTCDateTime
 
 MODELS_BY_DOMAIN = {
     "memory": (Thread, Message, Resource),
@@ -451,3 +454,22 @@ async def test_sqlite_timestamps_written_by_other_tools_read_back_in_utc(
         thread = await store.memory.get_thread("t")
         assert thread is not None
         assert (thread.created_at, thread.created_at.utcoffset()) == (expected, timedelta(0))
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, tzinfo=UTC),  # no microseconds: still written with ".000000"
+        datetime(2026, 3, 1, 17, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(1, 1, 2, tzinfo=UTC),
+        datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them(instant: datetime) -> None:
+    """The SQLite bind shortcut must write exactly SQLAlchemy's DATETIME text (naive UTC,
+    always six fraction digits): stored rows are compared and ordered as text."""
+    dialect = sqlite_dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = DATETIME().bind_processor(dialect)
+    assert ours(instant) == theirs(instant.astimezone(UTC).replace(tzinfo=None))
