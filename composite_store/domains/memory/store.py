@@ -213,14 +213,14 @@ class MemoryStore(DomainStore):
         columns = tuple(rows[0])
         stmt = self._statement(
             f"save_messages_in_one_statement:{columns}",
-            lambda: _touch_threads_and_upsert(upsert_, columns),
+            lambda: _touch_threads_and_upsert(self.dialect, upsert_, columns),
         )
         params: dict[str, Any] = {f"{c}_all": [row[c] for row in rows] for c in columns}
         params.update(thread_ids=thread_ids, thread_count=len(thread_ids), now=utcnow())
         async with self._connect() as conn:
             stored_at = dict(await conn.rows(stmt, params))
             if not stored_at:  # a thread is missing, so nothing was written: say which
-                stmt = self._statement("existing_threads", _existing_threads)
+                stmt = self._statement("existing_threads", lambda: _existing_threads(self.dialect))
                 found = {row[0] for row in await conn.rows(stmt, {"ids": thread_ids})}
                 _require_all(thread_ids, found)
                 raise NotFoundError("a thread was missing when the messages were saved")
@@ -447,8 +447,8 @@ def _require_all(thread_ids: Sequence[str], found: set[str]) -> None:
         raise NotFoundError(f"thread(s) do not exist: {', '.join(map(repr, missing))}")
 
 
-def _existing_threads() -> Select[Any]:
-    return select(threads.c.id).where(in_ids("postgresql", threads.c.id, "ids"))
+def _existing_threads(dialect: str) -> Select[Any]:
+    return select(threads.c.id).where(in_ids(dialect, threads.c.id, "ids"))
 
 
 def _upsert_messages(dialect: str) -> Insert:
@@ -460,13 +460,13 @@ def _upsert_messages(dialect: str) -> Insert:
     ).returning(messages.c.id, messages.c.created_at)
 
 
-def _touch_threads_and_upsert(upsert_: Insert, columns: Sequence[str]) -> Select[Any]:
+def _touch_threads_and_upsert(dialect: str, upsert_: Insert, columns: Sequence[str]) -> Select[Any]:
     """PostgreSQL: the threads ``thread_ids``, locked in id order, bumped to ``now`` and
     ``upsert_`` fed from arrays (``insert_from_arrays``), only if all ``thread_count`` exist.
     Returns the upserted ``(id, created_at)``: none if a thread is missing."""
     found = (
         select(threads.c.id)
-        .where(in_ids("postgresql", threads.c.id, "thread_ids"))
+        .where(in_ids(dialect, threads.c.id, "thread_ids"))
         .order_by(threads.c.id)
         .with_for_update()
         .cte("found")
