@@ -103,7 +103,9 @@ def _clickhouse_engine(config: DomainConfig, options: EngineOptions) -> AsyncEng
         url,
         pool_size=options.pool_size,
         max_overflow=options.max_overflow,
-        pool_pre_ping=True,  # no transactions here: the ping is one cheap round trip
+        # no pool_pre_ping: its SELECT 1 cost ~0.8 ms a call on 18.16, and it is not needed.
+        # The native driver pings (a Ping packet) before each query and reconnects if the
+        # server has closed the socket; the HTTP driver's pool drops closed sockets itself.
         echo=options.echo,
     )
 

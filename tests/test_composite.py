@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, inspect, make_url, select, text
 from sqlalchemy.dialects.sqlite import DATETIME
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
@@ -390,6 +390,77 @@ def test_objects_built_without_init_in_a_fresh_process_are_usable(tmp_path: Path
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "done", "n", "running"]
+
+
+class _CuttableProxy:
+    """A TCP proxy that can close every connection through it at once: what a server
+    restart does to a pool, for a server whose connections cannot be killed from SQL."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> int:
+        """Close both ends of every connection; how many client connections there were."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
+        return len(writers) // 2
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_pooled_clickhouse_connections_closed_by_the_server_are_replaced(
+    make_database: Callable[[str], Awaitable[str]], tmp_path: Path
+) -> None:
+    """The ClickHouse pool sends no SELECT 1 at checkout (the driver pings before each query
+    on its own): a connection the server has closed must still be replaced, so the calls
+    after a restart succeed. Fails when neither ping is made."""
+    url = make_url(await make_database("clickhouse"))
+    proxy = _CuttableProxy(url.host or "127.0.0.1", url.port or 9000)
+    through_proxy = url.set(host="127.0.0.1", port=await proxy.start())
+    store = CompositeStore(
+        f"sqlite:///{tmp_path / 'rest.db'}",
+        dict.fromkeys(("observability", "scores"), through_proxy.render_as_string(False)),
+    )
+    try:
+        await store.init()
+        calls = [store.observability.get_span("t", f"s{i}") for i in range(3)]
+        assert await asyncio.gather(*calls) == [None] * 3  # several pooled connections
+        assert proxy.cut() >= 1
+        await asyncio.sleep(0.2)  # the closes reach the pooled sockets
+        calls = [store.observability.get_span("t", f"s{i}") for i in range(3)]
+        assert await asyncio.gather(*calls) == [None] * 3
+        page = await store.scores.list_scores(run_id="r")
+        assert page.items == []
+    finally:
+        await store.close()
+        await proxy.close()
 
 
 async def test_clickhouse_batches_take_the_block_insert_path(
