@@ -279,6 +279,15 @@ async def test_objects_from_the_stores_work_with_the_orm(fresh_url: str) -> None
             await session.merge(loaded)
         again = await store.memory.get_thread("t")
         assert again is not None and again.title == "b"
+        # a listed message: built as the ORM's loader builds one, its changes tracked
+        await store.memory.save_messages([Message(id="m", thread_id="t", role="user", content={"a": 1})])
+        (message,) = (await store.memory.list_messages("t")).items
+        assert inspect(message).transient and inspect(message).mapper.class_ is Message
+        message.content = {"a": 2}
+        assert inspect(message).attrs.content.history.added == [{"a": 2}]
+        async with store.session() as session, session.begin():
+            await session.merge(message)
+        assert (await store.memory.get_messages(["m"]))[0].content == {"a": 2}
 
 
 async def test_calls_to_a_down_domain_raise_domain_unavailable(fresh_url: str) -> None:
