@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import json.scanner
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,10 +67,15 @@ _C_ENCODE: Any = (
 )
 
 
+_ENCODE_STRING: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def dumps(value: Any) -> str:
     """Strict, compact JSON: NaN/Infinity are not JSON and PostgreSQL would refuse them."""
     if type(value) is JSONText:
         return value
+    if type(value) is str:  # a bare string document (span input/output): the encoder's own quoting
+        return _ENCODE_STRING(value)
     if _C_ENCODE is None:
         return _ENCODER.encode(value)
     return "".join(_C_ENCODE(value, 0))

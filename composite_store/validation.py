@@ -90,7 +90,8 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
     """``require_json``, returning the document serialised for the database to bind as is."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
-    _require_string_keys(value, name)
+    if type(value) is not str:  # a string holds no keys and no nesting
+        _require_string_keys(value, name)
     try:
         text = dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -280,7 +280,8 @@ async def test_objects_from_the_stores_work_with_the_orm(fresh_url: str) -> None
         again = await store.memory.get_thread("t")
         assert again is not None and again.title == "b"
         # a listed message: built as the ORM's loader builds one, its changes tracked
-        await store.memory.save_messages([Message(id="m", thread_id="t", role="user", content={"a": 1})])
+        message = Message(id="m", thread_id="t", role="user", content={"a": 1})
+        await store.memory.save_messages([message])
         (message,) = (await store.memory.list_messages("t")).items
         assert inspect(message).transient and inspect(message).mapper.class_ is Message
         message.content = {"a": 2}
