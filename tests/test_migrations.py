@@ -349,6 +349,89 @@ async def test_clickhouse_spans_rebuild_finishes_a_run_that_stopped(
         await store.close()
 
 
+GRANULES_STEPS = [  # observability_0005's steps, in order
+    ("drop view", "DROP TABLE IF EXISTS root_spans_feed"),
+    (
+        "create",
+        "CREATE TABLE spans_rebuilt AS spans ENGINE = ReplacingMergeTree(updated_at) "
+        "ORDER BY (trace_id, span_id) SETTINGS index_granularity = 256",
+    ),
+    ("swap", "RENAME TABLE spans TO spans_replaced, spans_rebuilt TO spans"),
+    (
+        "view",
+        "CREATE MATERIALIZED VIEW root_spans_feed TO root_spans "
+        "AS SELECT * FROM spans WHERE parent_span_id IS NULL",
+    ),
+    ("copy", "INSERT INTO spans SELECT * FROM spans_replaced"),
+]
+
+
+@pytest.mark.parametrize("stopped_after", ["nothing", *(name for name, _ in GRANULES_STEPS)])
+async def test_clickhouse_spans_get_small_granules_and_keep_the_root_feed(
+    make_database: Callable[[str], Awaitable[str]], stopped_after: str
+) -> None:
+    """observability_0005 rebuilds spans with 256-row granules, from a clean start or after a
+    run stopped after any step: no span is lost, and root_spans is fed by the new table (a
+    root written after the upgrade is listed by the fast path, which reads root_spans)."""
+    url = await make_database("clickhouse")
+    store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
+    engine = store.engine("observability")
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    before = [
+        Span(
+            trace_id=f"t{i}",
+            span_id=f"s{j}",
+            parent_span_id=None if j == 0 else "s0",
+            name="n",
+            started_at=t0.replace(day=1 + i, second=j),
+        )
+        for i in range(3)
+        for j in range(3)
+    ]
+
+    async def granularity() -> str:
+        async with engine.connect() as conn:
+            query = (
+                "SELECT engine_full FROM system.tables "
+                "WHERE database = currentDatabase() AND name = 'spans'"
+            )
+            return str((await conn.execute(text(query))).scalar_one())
+
+    try:
+        await schema.upgrade(engine, ["observability"], "observability_0004")
+        async with engine.connect() as conn:
+            for span in before:  # one part each
+                await conn.execute(insert(table_of(Span)), [row_values(span)])
+            for name, statement in GRANULES_STEPS if stopped_after != "nothing" else ():
+                await conn.execute(text(statement))
+                if name == stopped_after:
+                    break
+        await schema.upgrade(engine, ["observability"])
+        assert "index_granularity = 256" in await granularity()
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT name FROM system.tables WHERE database = currentDatabase()")
+            )
+            assert not set(result.scalars()) & {"spans_rebuilt", "spans_replaced"}
+        for i in range(3):
+            trace = await store.observability.get_trace(f"t{i}")
+            assert trace is not None and [s.span_id for s in trace.spans] == ["s0", "s1", "s2"]
+        await store.observability.create_span(
+            Span(trace_id="t9", span_id="s0", name="after", started_at=t0.replace(day=20))
+        )
+        listed = await store.observability.list_traces(with_total=False)
+        assert [s.trace_id for s in listed.items] == ["t9", "t2", "t1", "t0"]
+        await schema.downgrade(engine, ["observability"], "observability_0004")
+        assert "index_granularity = 8192" in await granularity()
+        await store.observability.create_span(
+            Span(trace_id="t8", span_id="s0", name="down", started_at=t0.replace(day=25))
+        )
+        listed = await store.observability.list_traces(with_total=False)
+        assert [s.trace_id for s in listed.items] == ["t8", "t9", "t2", "t1", "t0"]
+    finally:
+        await store.close()
+
+
 def test_alembic_command_line_on_clickhouse(
     make_database: Callable[[str], Awaitable[str]],
 ) -> None:
