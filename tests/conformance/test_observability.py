@@ -854,6 +854,32 @@ async def test_list_traces_without_total_follows_rewrites_updates_and_deletes(
         assert trace_ids(every) == ["t3", "t1", "t9", "t0"]
 
 
+async def test_list_traces_a_rewrite_with_the_same_updated_at_wins(obs: ObservabilityStore) -> None:
+    """A span written again with an equal ``updated_at`` replaces the stored one (ClickHouse:
+    the version inserted last, which only FINAL knows; its fast path reads without FINAL and
+    must agree): a root rewritten as a child leaves the list, a child rewritten as a root
+    joins it, a root rewritten under a new name shows it. With and without the total."""
+    at = T0 + timedelta(hours=1)
+    starts = {f"t{i}": T0 + timedelta(seconds=i) for i in range(5)}
+    await obs.batch_create_spans(
+        [span(t, started_at=starts[t], updated_at=at) for t in ("t0", "t1", "t2")]
+    )
+    await obs.batch_create_spans([child("t4", "root", started_at=starts["t4"], updated_at=at)])
+    await obs.batch_create_spans(
+        [span("t0", parent_span_id="other", started_at=starts["t0"], updated_at=at)]
+    )
+    await obs.batch_create_spans([span("t4", started_at=starts["t4"], updated_at=at)])
+    await obs.batch_create_spans(
+        [span("t1", name="renamed", started_at=starts["t1"], updated_at=at)]
+    )
+    for with_total in (True, False):
+        listed = await obs.list_traces(per_page=None, with_total=with_total)
+        assert trace_ids(listed) == ["t4", "t2", "t1"]
+        assert [s.name for s in listed.items] == ["t4/root", "t2/root", "renamed"]
+        first = await obs.list_traces(per_page=1, with_total=with_total)
+        assert (trace_ids(first), first.has_more) == (["t4"], True)
+
+
 async def test_order_by_started_at_both_ways_ties_by_trace_id(obs: ObservabilityStore) -> None:
     starts = {"a": T0 + US, "b": T0, "c": T0 + US, "d": T0 + 2 * US, "e": T0 - timedelta(days=40)}
     await obs.batch_create_spans(span(t, started_at=at) for t, at in starts.items())

@@ -10,6 +10,7 @@ The view sees each inserted version alone, so it cannot see a root span rewritte
 child (a new ``parent_span_id``): that span's last root version stays in ``root_spans``.
 Each candidate is therefore checked against its newest version in ``spans`` (found by
 ``trace_id``, the sort key's prefix), and the candidates are read on until the page is full.
+Since every candidate is checked that way, the reads need no FINAL (see ``newest_roots``).
 The COUNT behind ``total`` reads every root either way: ``with_total=True`` keeps the plain
 query on ``spans``.
 """
@@ -53,52 +54,74 @@ async def newest_roots(
 ) -> Page[Span]:
     """One page of ``query(table)`` (filtered, ordered root spans) read from ``root_spans``,
     without a total; ``has_more`` from one root past the page, as ``fetch_page`` does.
-    The candidates are found on the key columns alone (ClickHouse reads only the columns a
-    query names: a FINAL over the JSON columns of every root grew with the table); only the
-    page's rows are read whole."""
+
+    No query here uses FINAL, which merges every part at read time (18.16: 28, 21 and 40 ms
+    of the three queries at 1M spans, against 4, 9 and 14 without). The candidates are every
+    version in ``root_spans`` that matches, on the key columns alone; the check keeps the
+    ones that are their span's newest version in ``spans``; the page's rows are read whole
+    by that version. Where two versions of a span share its newest ``updated_at`` and
+    differ, only FINAL knows which one was inserted last: those are read with FINAL."""
     keys = (root_spans.c.trace_id, root_spans.c.span_id, root_spans.c.updated_at)
-    candidates = final(query(root_spans).with_only_columns(*keys), root_spans)
+    candidates = query(root_spans).with_only_columns(*keys)
     start = page * (per_page or 0)
     wanted = None if per_page is None else start + per_page + 1
     limit = wanted
     while True:
         rows = (await conn.execute(candidates if limit is None else candidates.limit(limit))).all()
-        kept = await _still_roots(conn, rows)
+        kept = await _still_roots(conn, list(dict.fromkeys(map(_key, rows))))
         if limit is None or wanted is None or len(rows) < limit or len(kept) >= wanted:
             break
-        limit *= 2  # some candidates are children by now: read further
+        limit *= 2  # stale versions, or spans that are children by now: read further
     end = None if per_page is None else start + per_page
-    shown = [(trace_id, span_id) for trace_id, span_id, _ in kept[start:end]]
-    items = await _whole(conn, query(root_spans), shown)
+    items = await _whole(conn, query(root_spans), kept[start:end])
     return Page(items, None, page, per_page, has_more=end is not None and len(kept) > end)
 
 
-async def _still_roots(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
-    """The rows (trace_id, span_id, updated_at) whose version is still the newest of their
-    span, and a root."""
-    newest: set[tuple[str, str, Any]] = set()
-    check = final(
-        select(spans.c.trace_id, spans.c.span_id, spans.c.updated_at, spans.c.parent_span_id).where(
-            in_ids("clickhouse", spans.c.trace_id, "ids")
-        ),
-        spans,
-    )
-    async for trace_id, span_id, updated_at, parent in _by_trace(conn, check, rows):
-        if parent is None:
-            newest.add((trace_id, span_id, updated_at))
-    return [row for row in rows if tuple(row) in newest]
+Version = tuple[str, str, Any]  # trace_id, span_id, updated_at
 
 
-async def _whole(
-    conn: AsyncConnection, query: Select[Any], shown: list[tuple[str, str]]
-) -> list[Span]:
-    """The spans ``shown`` (keys, in page order), every column, from ``root_spans``."""
-    rows = final(
-        query.where(in_ids("clickhouse", root_spans.c.trace_id, "ids")).order_by(None),
-        root_spans,
-    )
-    found = {(row.trace_id, row.span_id): row async for row in _by_trace(conn, rows, shown)}
-    return [hydrate(Span, found[key]) for key in shown if key in found]
+def _key(row: Row[Any]) -> Version:
+    return (row[0], row[1], row[2])
+
+
+async def _still_roots(conn: AsyncConnection, versions: list[Version]) -> list[Version]:
+    """The versions that are still the newest of their span, and a root (in order)."""
+    columns = (spans.c.trace_id, spans.c.span_id, spans.c.updated_at, spans.c.parent_span_id)
+    check = select(*columns).where(in_ids("clickhouse", spans.c.trace_id, "ids"))
+    newest: dict[tuple[str, str], tuple[Any, set[str | None]]] = {}
+    async for trace_id, span_id, updated_at, parent in _by_trace(conn, check, versions):
+        found = newest.get((trace_id, span_id))
+        if found is None or updated_at > found[0]:
+            newest[trace_id, span_id] = (updated_at, {parent})
+        elif updated_at == found[0]:
+            found[1].add(parent)
+    tied = [v for v in versions if len(newest.get(v[:2], (None, ()))[1]) > 1]
+    if tied:  # a root and a child version with one updated_at: FINAL decides
+        async for trace_id, span_id, updated_at, parent in _by_trace(
+            conn, final(check, spans), tied
+        ):
+            newest[trace_id, span_id] = (updated_at, {parent})
+    return [v for v in versions if newest.get(v[:2]) == (v[2], {None})]
+
+
+async def _whole(conn: AsyncConnection, query: Select[Any], shown: list[Version]) -> list[Span]:
+    """The versions ``shown``, every column, from ``root_spans``, in page order."""
+    rows = query.where(in_ids("clickhouse", root_spans.c.trace_id, "ids")).order_by(None)
+    found: dict[Version, list[Row[Any]]] = {version: [] for version in shown}
+    async for row in _by_trace(conn, rows, shown):
+        copies = found.get(_version_of(row))
+        if copies is not None and row not in copies:  # the view and a back-fill: equal copies
+            copies.append(row)
+    tied = [version for version, copies in found.items() if len(copies) > 1]
+    if tied:  # copies of one version that differ: the one FINAL keeps
+        async for row in _by_trace(conn, final(rows, root_spans), tied):
+            if _version_of(row) in found:
+                found[_version_of(row)] = [row]
+    return [hydrate(Span, found[version][0]) for version in shown if found[version]]
+
+
+def _version_of(row: Row[Any]) -> Version:
+    return (row.trace_id, row.span_id, row.updated_at)
 
 
 async def _by_trace(
