@@ -19,6 +19,7 @@ from composite_store import (
     ConflictError,
     DomainUnavailableError,
     Include,
+    NotFoundError,
 )
 from composite_store.models import (
     Agent,
@@ -400,6 +401,35 @@ def test_objects_built_without_init_in_a_fresh_process_are_usable(tmp_path: Path
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "done", "n", "running"]
+
+
+async def test_postgresql_saves_a_batch_of_messages_in_one_statement(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """On PostgreSQL ``save_messages`` locks and touches the threads and upserts the messages
+    in one statement (one round trip), not BEGIN, UPDATE, INSERT, COMMIT; the conformance
+    suite checks that the two ways behave alike, this that the one-statement way is taken.
+    A missing thread is found by the same statement, and nothing follows it but the query
+    that names the missing threads."""
+    async with CompositeStore(await make_database("postgresql")) as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r"))
+        await store.memory.list_messages("t")  # the fast path now keeps a connection
+        batch = [{"id": f"m{i}", "thread_id": "t", "role": "user", "content": {}} for i in range(5)]
+        ghost = [{**batch[0], "id": "x", "thread_id": "ghost"}]
+        await store.memory.save_messages(batch)  # once first: asyncpg looks up types once
+        with pytest.raises(NotFoundError):
+            await store.memory.save_messages(ghost)
+        ((_, fast, _),) = store.memory._fast._kept
+        sent: list[str] = []
+        fast._driver.add_query_logger(lambda logged: sent.append(logged.query))
+        await store.memory.save_messages(batch)
+        await asyncio.sleep(0)  # asyncpg calls the logger soon after, not at once
+        assert len(sent) == 1 and sent[0].lstrip().upper().startswith("WITH"), sent
+        sent.clear()
+        with pytest.raises(NotFoundError):
+            await store.memory.save_messages(ghost)
+        await asyncio.sleep(0)
+        assert len(sent) == 2 and "BEGIN" not in " ".join(sent).upper(), sent
 
 
 class _CuttableProxy:
