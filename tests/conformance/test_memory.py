@@ -303,6 +303,25 @@ async def test_concurrent_save_messages_lose_nothing(memory: MemoryStore) -> Non
     assert ids(page) == [f"t1-m{i:04d}" for i in range(1000)]
 
 
+async def test_a_thread_deleted_while_its_messages_are_saved(memory: MemoryStore) -> None:
+    """``save_messages`` racing ``delete_thread``, each started first in turn: the save lands
+    before the delete (which then removes its messages with the thread) or finds no thread
+    (``NotFoundError``). Nothing else is raised, and no message outlives its thread."""
+    for n in range(30):
+        thread = f"race{n}"
+        await memory.save_thread(Thread(id=thread, resource_id="u"))
+        batch = [msg(i, thread=thread) for i in range(20)]
+        calls = [memory.save_messages(batch), memory.delete_thread(thread)]
+        if n % 2:  # either one starts first
+            calls.reverse()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        saved, deleted = results if n % 2 == 0 else results[::-1]
+        assert deleted is None, deleted
+        assert not isinstance(saved, BaseException) or isinstance(saved, NotFoundError), saved
+        assert await memory.get_thread(thread) is None
+        assert await memory.get_messages([m.id for m in batch]) == []
+
+
 async def test_get_update_and_delete_messages(memory: MemoryStore) -> None:
     await memory.save_thread(Thread(id="t1", resource_id="u"))
     await memory.save_thread(Thread(id="t2", resource_id="u"))
