@@ -221,6 +221,12 @@ async def test_minimal_span_gets_defaults(obs: ObservabilityStore) -> None:
         2**70,
         "1.0",
         " 7 ",
+        # bare strings the encoder must escape (they take a shortcut past the dict encoder)
+        'say "hi" \\ back\\slash /',
+        "line\nbreak\ttab\rreturn\x01\x1f\x7f",
+        "\u2028\u2029 separators, é, 日本, 🎯",
+        '"',
+        "\\",
     ],
     ids=repr,
 )
@@ -1030,6 +1036,8 @@ BAD_SPAN_FIELDS: list[dict[str, Any]] = [
     {"error": {"x": float("nan")}},
     {"input": {1, 2}},
     {"input": float("nan")},
+    {"input": "a\x00b"},  # a bare string: NUL, which PostgreSQL refuses, still caught
+    {"output": "lone \ud800 surrogate"},
     {"output": b"bytes"},
     {"output": {"when": T0}},
 ]
