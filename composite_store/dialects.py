@@ -171,6 +171,12 @@ def writes_in_one_statement(dialect_name: str) -> bool:
     return dialect_name == "postgresql"
 
 
+def keeps_roots_apart(dialect_name: str) -> bool:
+    """Whether root spans also live in a table of their own, ``root_spans`` (ClickHouse: it
+    cannot read spans in time order, and the others have a partial index instead)."""
+    return dialect_name == "clickhouse"
+
+
 def for_update(dialect_name: str, stmt: Select[Any]) -> Select[Any]:
     """Lock the selected rows for the rest of the transaction. SQLite needs no row lock (its
     write transaction holds the database lock); ClickHouse has neither locks nor

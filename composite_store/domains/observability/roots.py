@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Column, MetaData, Row, Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from composite_store.dialects import final, id_batches, in_ids
+from composite_store.dialects import final, id_batches, in_ids, keeps_roots_apart
 from composite_store.domains.base import hydrate, table_of
 from composite_store.domains.observability.models import Span
 from composite_store.pagination import Page
@@ -36,14 +36,9 @@ root_spans = Table(  # created by the migration (``AS spans``), not by the domai
 )
 
 
-def kept_apart(dialect_name: str) -> bool:
-    """Whether root spans also live in ``root_spans`` (ClickHouse)."""
-    return dialect_name == "clickhouse"
-
-
 def tables_of_spans(dialect_name: str) -> tuple[Table, ...]:
     """Every table a span is in: what a delete must reach."""
-    return (spans, root_spans) if kept_apart(dialect_name) else (spans,)
+    return (spans, root_spans) if keeps_roots_apart(dialect_name) else (spans,)
 
 
 async def newest_roots(
@@ -68,7 +63,7 @@ async def newest_roots(
     limit = wanted
     while True:
         rows = (await conn.execute(candidates if limit is None else candidates.limit(limit))).all()
-        kept = await _still_roots(conn, list(dict.fromkeys(map(_key, rows))))
+        kept = await _still_roots(conn, list(dict.fromkeys(map(_version_of, rows))))
         if limit is None or wanted is None or len(rows) < limit or len(kept) >= wanted:
             break
         limit *= 2  # stale versions, or spans that are children by now: read further
@@ -80,14 +75,10 @@ async def newest_roots(
 Version = tuple[str, str, Any]  # trace_id, span_id, updated_at
 
 
-def _key(row: Row[Any]) -> Version:
-    return (row[0], row[1], row[2])
-
-
 async def _still_roots(conn: AsyncConnection, versions: list[Version]) -> list[Version]:
     """The versions that are still the newest of their span, and a root (in order)."""
     columns = (spans.c.trace_id, spans.c.span_id, spans.c.updated_at, spans.c.parent_span_id)
-    check = select(*columns).where(in_ids("clickhouse", spans.c.trace_id, "ids"))
+    check = select(*columns).where(in_ids(conn.dialect.name, spans.c.trace_id, "ids"))
     newest: dict[tuple[str, str], tuple[Any, set[str | None]]] = {}
     async for trace_id, span_id, updated_at, parent in _by_trace(conn, check, versions):
         found = newest.get((trace_id, span_id))
@@ -106,7 +97,7 @@ async def _still_roots(conn: AsyncConnection, versions: list[Version]) -> list[V
 
 async def _whole(conn: AsyncConnection, query: Select[Any], shown: list[Version]) -> list[Span]:
     """The versions ``shown``, every column, from ``root_spans``, in page order."""
-    rows = query.where(in_ids("clickhouse", root_spans.c.trace_id, "ids")).order_by(None)
+    rows = query.where(in_ids(conn.dialect.name, root_spans.c.trace_id, "ids")).order_by(None)
     found: dict[Version, list[Row[Any]]] = {version: [] for version in shown}
     async for row in _by_trace(conn, rows, shown):
         copies = found.get(_version_of(row))
@@ -129,6 +120,6 @@ async def _by_trace(
 ) -> AsyncIterator[Row[Any]]:
     """``stmt``'s rows for the trace ids of ``keys`` (bound as ``ids``, in batches)."""
     trace_ids = sorted({key[0] for key in keys})
-    for batch in id_batches("clickhouse", trace_ids):
+    for batch in id_batches(conn.dialect.name, trace_ids):
         for row in await conn.execute(stmt, {"ids": batch}):
             yield row

@@ -25,6 +25,7 @@ from composite_store.dialects import (
     for_update,
     id_batches,
     in_ids,
+    keeps_roots_apart,
     upsert,
 )
 from composite_store.domains.base import (
@@ -36,7 +37,7 @@ from composite_store.domains.base import (
     table_of,
 )
 from composite_store.domains.observability.models import Span
-from composite_store.domains.observability.roots import kept_apart, newest_roots, tables_of_spans
+from composite_store.domains.observability.roots import newest_roots, tables_of_spans
 from composite_store.errors import NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
 from composite_store.sqltypes import utcnow
@@ -247,7 +248,7 @@ class ObservabilityStore(DomainStore):
             return select(*(c[key] for key in SPAN_KEYS)).where(*where).order_by(*order)
 
         async with self._autocommit() as conn:
-            if not with_total and kept_apart(self.dialect):
+            if not with_total and keeps_roots_apart(self.dialect):
                 return await newest_roots(conn, query, page, per_page)
             stmt = final(query(spans), spans)
             return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
