@@ -584,3 +584,20 @@ def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them(instant: dateti
     ours = UTCDateTime().bind_processor(dialect)
     theirs = DATETIME().bind_processor(dialect)
     assert ours(instant) == theirs(instant.astimezone(UTC).replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(("query", "expected"), [({}, "1"), ({"use_uncompressed_cache": "0"}, "0")])
+async def test_clickhouse_reads_use_the_uncompressed_cache_unless_the_url_says_not(
+    make_database: Callable[[str], Awaitable[str]],
+    tmp_path: Path,
+    query: dict[str, str],
+    expected: str,
+) -> None:
+    """The store's ClickHouse reads are short and hit the newest granules again and again:
+    they go through the server's cache of decompressed blocks, and a URL can turn it off."""
+    url = make_url(await make_database("clickhouse")).update_query_dict(query)
+    rest = f"sqlite:///{tmp_path / 'r.db'}"
+    async with CompositeStore(rest, {"observability": url.render_as_string(False)}) as store:
+        setting = text("SELECT value FROM system.settings WHERE name = 'use_uncompressed_cache'")
+        async with store.engine("observability").connect() as conn:
+            assert (await conn.execute(setting)).scalar_one() == expected
