@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import orjson
 
 from composite_store.errors import ValidationError
 from composite_store.sqltypes import JSONText, dumps
@@ -16,6 +19,9 @@ MAX_JSON_DEPTH = 256  # deeper documents would exhaust the serialiser's stack on
 MAX_FILTER_VALUES = 1000  # each filter value is one condition in the statement
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NESTED = (dict, list, tuple)
+# ``\u0000`` after an even run of backslashes (none included): an escaped NUL, not the text
+# ``\\u0000`` (a backslash, then "u0000") inside a string
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 MAX_INT = 2**62  # 64-bit columns, with room for the arithmetic done on them (offsets, +1)
 T = TypeVar("T")
 
@@ -87,16 +93,24 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
 
 
 def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
-    """``require_json``, returning the document serialised for the database to bind as is."""
+    """``require_json``, returning the document serialised for the database to bind as is.
+
+    A document of plain JSON types only (``_walk`` tells, while it checks keys and depth)
+    is serialised by orjson, ~10x faster than the standard encoder (a 10 KB workflow
+    snapshot: 3 against 39 us). Anything else, and anything orjson refuses (an int beyond
+    64 bits, a lone surrogate), goes to the standard encoder, which decides: orjson alone
+    would write NaN as ``null`` and accept a UUID or an Enum. Either way the stored values
+    are the same; the text may differ (orjson writes ``1e-7`` where the other writes
+    ``1e-07``), and nothing compares stored documents as text."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
-    if type(value) is not str:  # a string holds no keys and no nesting
-        _require_string_keys(value, name)
-    try:
-        text = dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text:  # the encoder writes a NUL character so, never bare
+    text = _plain_text(value) if _is_plain_json(value, name) else None
+    if text is None:
+        try:
+            text = dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):  # how both encoders write a NUL
         raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
     if not text.isascii():  # ASCII text holds no surrogate: no need to encode it to know
         try:
@@ -106,29 +120,56 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
     return JSONText(text)
 
 
-def _require_string_keys(value: object, name: str) -> None:
-    """JSON object keys are strings: ``{1: "x"}`` would come back as ``{"1": "x"}``. Also
-    bounds the nesting depth, which the drivers' serialisers would otherwise overflow."""
+def _plain_text(value: object) -> str | None:
+    """orjson's text of a plain document, or None where it refuses one."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: the standard encoder will say why
+        return None
+
+
+def _is_plain_json(value: object, name: str) -> bool:
+    """Whether ``value`` holds only exact ``dict``/``list``/``tuple`` containers with ``str``
+    keys, and ``str``, ``int``, ``bool``, ``None`` and finite ``float`` values: what both
+    encoders write alike. Raises for keys that are not strings and for excessive depth."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return -math.inf < value < math.inf  # type: ignore[operator]  # NaN compares False
     if isinstance(value, dict | list | tuple):
-        _walk(value, name, 0)
+        return _walk(value, name, 0)
+    return False
 
 
-def _walk(value: dict[Any, Any] | list[Any] | tuple[Any, ...], name: str, depth: int) -> None:
-    """Recursion only into containers (a 10 KB snapshot: ~170 nodes, ~15 us); the depth
-    bound keeps it far from Python's recursion limit. Exact-type tests first: they are the
-    common case and cost less than ``isinstance``."""
+def _walk(value: dict[Any, Any] | list[Any] | tuple[Any, ...], name: str, depth: int) -> bool:
+    """``_is_plain_json`` of a container. Recursion only into containers (a 10 KB snapshot:
+    ~170 nodes, ~20 us); the depth bound keeps it far from Python's recursion limit.
+    Exact-type tests first: they are the common case and cost less than ``isinstance``."""
     if depth > MAX_JSON_DEPTH:
         raise ValidationError(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
+    plain = type(value) is dict or type(value) is list or type(value) is tuple
     items: Iterable[Any] = value
-    if type(value) is dict or isinstance(value, dict):
+    if isinstance(value, dict):
         for key in value:
-            if type(key) is not str and not isinstance(key, str):
-                raise ValidationError(f"{name}: JSON object keys must be strings")
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise ValidationError(f"{name}: JSON object keys must be strings")
+                plain = False
         items = value.values()
     for item in items:
         kind = type(item)
-        if kind is dict or kind is list or (kind not in _SCALARS and isinstance(item, _NESTED)):
-            _walk(item, name, depth + 1)
+        # _walk first in each ``and``: a container is checked even once ``plain`` is False
+        if kind is dict or kind is list:
+            plain = _walk(item, name, depth + 1) and plain
+        elif kind is float:
+            plain = plain and -math.inf < item < math.inf
+        elif kind not in _SCALARS:
+            if isinstance(item, _NESTED):
+                plain = _walk(item, name, depth + 1) and plain and kind is tuple
+            else:
+                plain = False
+    return plain
 
 
 def optional_json(value: object, name: str, *, dict_only: bool = True) -> Any:
