@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -75,7 +76,7 @@ RAW_DISCONNECTS: tuple[type[BaseException], ...] = (
 class Compiled:
     """One statement compiled for one dialect, with SQLAlchemy's own type processors."""
 
-    __slots__ = ("_binds", "_converted", "keys", "sql", "statement")
+    __slots__ = ("_binds", "_converted", "_reader", "_reader_width", "keys", "sql", "statement")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -100,6 +101,8 @@ class Compiled:
             col.type.dialect_impl(dialect).result_processor(dialect, None) for col in columns
         ]
         self._converted = [(index, p) for index, p in enumerate(results) if p is not None]
+        self._reader: Callable[[Mapping[str, Any]], list[Any]] | None = None
+        self._reader_width = 0
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """Positional driver arguments, converted as SQLAlchemy would convert them."""
@@ -115,18 +118,11 @@ class Compiled:
         width = len(columns)
         if len(self._binds) != width * len(rows):
             raise TypeError("row_arguments takes the rows of a multi-row VALUES, no other binds")
-        order, processors = self._row_binds(width)
-        return [
-            value if process is None or value is None else process(value)
-            for row in rows
-            for value, process in zip((row[c] for c in order), processors, strict=True)
-        ]
-
-    def _row_binds(self, width: int) -> tuple[list[str], list[Processor]]:
-        """The first row's columns in the order the SQL binds them (the table's, not the row
-        dict's) and their processors: binds are named ``<column>_<row>``."""
-        first = self._binds[:width]
-        return [name.rsplit("_", 1)[0] for name, _, _ in first], [p for _, _, p in first]
+        read = self._row_reader(width)
+        out: list[Any] = []
+        for row in rows:
+            out += read(row)
+        return out
 
     def row_tuples(
         self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
@@ -135,14 +131,33 @@ class Compiled:
         INSERT compiled with ``columns``: the rows of a driver's block insert."""
         if len(self._binds) != len(columns):
             raise TypeError("row_tuples takes a one-row INSERT of exactly these columns")
-        order, processors = self._row_binds(len(columns))
-        return [
-            tuple(
-                value if process is None or value is None else process(value)
-                for value, process in zip((row[c] for c in order), processors, strict=True)
-            )
-            for row in rows
-        ]
+        read = self._row_reader(len(columns))
+        return [tuple(read(row)) for row in rows]
+
+    def _row_reader(self, width: int) -> Callable[[Mapping[str, Any]], list[Any]]:
+        """One row mapping -> its converted values, in the order the SQL binds the first
+        row's columns (binds are named ``<column>_<row>``). The values are picked by one
+        ``itemgetter`` and only the columns with a processor are converted: a span batch's
+        rows cost 5.8 us each instead of 7.2 with a generator over every column."""
+        if self._reader is None:  # one width a statement: its cache key holds the columns
+            first = self._binds[:width]
+            order = [name.rsplit("_", 1)[0] for name, _, _ in first]
+            converted = [(i, process) for i, (_, _, process) in enumerate(first) if process]
+            pick = itemgetter(*order) if width > 1 else lambda row: (row[order[0]],)
+
+            def read(row: Mapping[str, Any]) -> list[Any]:
+                values = list(pick(row))
+                for index, process in converted:
+                    value = values[index]
+                    if value is not None:
+                        values[index] = process(value)
+                return values
+
+            self._reader = read
+            self._reader_width = width
+        if width != self._reader_width:
+            raise TypeError(f"rows of {width} columns for a statement of {self._reader_width}")
+        return self._reader
 
     def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Driver rows to Python values, as SQLAlchemy's result would give them."""
@@ -435,41 +450,77 @@ class FastPath:
         for conn, _, _ in kept:
             await conn.close()
 
-    @asynccontextmanager
-    async def connect(self, *, transaction: bool) -> AsyncIterator[FastConnection]:
+    def connect(self, *, transaction: bool) -> AbstractAsyncContextManager[FastConnection]:
         """A fast connection for one call: ``transaction`` as ``transaction()``, otherwise
         as ``autocommit()``. Between calls the connection is kept checked out (up to
         ``KEEP_CONNECTIONS``): the pool's checkout and return cost ~40 us a call, more than a
         SQLite statement and a fifth of a PostgreSQL round trip."""
         if self._driver_class is None:
-            async with self.transaction() if transaction else self.autocommit() as conn:
-                if not self._block_inserts:
-                    yield _SQLAlchemyConnection(conn, self._cache)
-                    return
-                raw = await conn.get_raw_connection()
-                try:
-                    yield _ClickHouseConnection(conn, raw.dbapi_connection, self._cache)
-                except clickhouse.NETWORK_ERRORS:
-                    await conn.invalidate()  # raised by the driver itself: SQLAlchemy never saw it
-                    raise
-            return
-        conn, fast = await self._checkout()
-        try:
-            if transaction:
-                async with fast.atomic():
-                    yield fast
-            else:
-                yield fast
-        except BaseException as exc:
-            if isinstance(fast, _AsyncpgConnection) and not _still_sane(exc):
-                # a dropped connection, or one cancelled mid-statement: its protocol state
-                # is unknown, so neither we nor the pool may hand it out again
-                fast.abandon()
-                await _discard(conn)
-            else:
-                await self._checkin(conn, fast)
-            raise
-        await self._checkin(conn, fast)
+            return self._through_sqlalchemy(transaction)
+        return _KeptConnection(self, transaction)
+
+    @asynccontextmanager
+    async def _through_sqlalchemy(self, transaction: bool) -> AsyncIterator[FastConnection]:
+        async with self.transaction() if transaction else self.autocommit() as conn:
+            if not self._block_inserts:
+                yield _SQLAlchemyConnection(conn, self._cache)
+                return
+            raw = await conn.get_raw_connection()
+            try:
+                yield _ClickHouseConnection(conn, raw.dbapi_connection, self._cache)
+            except clickhouse.NETWORK_ERRORS:
+                await conn.invalidate()  # raised by the driver itself: SQLAlchemy never saw it
+                raise
+
+    async def _release(
+        self,
+        conn: AsyncConnection,
+        fast: _AsyncpgConnection | _SQLiteConnection,
+        exc: BaseException | None,
+    ) -> None:
+        """Keep the connection for the next call, unless ``exc`` left it in doubt."""
+        if exc is not None and isinstance(fast, _AsyncpgConnection) and not _still_sane(exc):
+            # a dropped connection, or one cancelled mid-statement: its protocol state is
+            # unknown, so neither we nor the pool may hand it out again
+            fast.abandon()
+            await _discard(conn)
+        else:
+            await self._checkin(conn, fast)
+
+
+class _KeptConnection:
+    """``FastPath.connect`` on a fast driver. A class rather than an ``asynccontextmanager``:
+    every hot call enters one, and a generator-based one costs ~1.3 us more a call."""
+
+    __slots__ = ("_atomic", "_conn", "_fast", "_path", "_transaction")
+
+    def __init__(self, path: FastPath, transaction: bool) -> None:
+        self._path = path
+        self._transaction = transaction
+        self._atomic: AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> FastConnection:
+        self._conn, self._fast = await self._path._checkout()
+        if self._transaction:
+            atomic = self._fast.atomic()
+            try:
+                await atomic.__aenter__()
+            except BaseException as exc:
+                await self._path._release(self._conn, self._fast, exc)
+                raise
+            self._atomic = atomic
+        return self._fast
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if self._atomic is not None:
+            try:  # commits, or rolls back and lets ``exc`` go on
+                await self._atomic.__aexit__(exc_type, exc, tb)
+            except BaseException as raised:
+                await self._path._release(self._conn, self._fast, raised)
+                raise
+        await self._path._release(self._conn, self._fast, exc)
 
 
 async def _discard(conn: AsyncConnection) -> None:

@@ -81,6 +81,13 @@ def dumps(value: Any) -> str:
     return "".join(_C_ENCODE(value, 0))
 
 
+_JSON_AS_TEXT = ("clickhouse", "sqlite")  # dialects whose JSON columns store the text
+
+
+def _dumps_or_none(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
 def _clickhouse_impl(dialect: Dialect, type_: TypeEngine[Any], nullable: bool) -> TypeEngine[Any]:
     return dialect.type_descriptor(ch.Nullable(type_) if nullable else type_)
 
@@ -215,15 +222,21 @@ class JSONDocument(_PortableType):
         return dialect.type_descriptor(JSON(none_as_null=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is not None and dialect.name in ("clickhouse", "sqlite"):
-            return dumps(value)  # both store the text
-        return value
+        # literal rendering; binds on ClickHouse and SQLite take bind_processor's shortcut
+        return _dumps_or_none(value) if dialect.name in _JSON_AS_TEXT else value
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name in _JSON_AS_TEXT:
+            # the text their String/Text columns bind as is, without TypeDecorator's wrapper:
+            # batches bind four documents a span, mostly already text (``JSONText``)
+            return _dumps_or_none
+        return super().bind_processor(dialect)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return value  # PostgreSQL: the driver decodes JSONB (see result_processor for the rest)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
-        if dialect.name in ("sqlite", "clickhouse"):
+        if dialect.name in _JSON_AS_TEXT:
             # both hand back the text: one json.loads per value instead of SQLAlchemy's
             # three nested processors, on every document read
             return _loads

@@ -7,10 +7,10 @@ opening a transaction of the right kind, and turning driver exceptions into the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, select, update
 from sqlalchemy import exc as sa_exc
@@ -120,12 +120,29 @@ def hydrate_values(model: type[M], keys: Sequence[str], values: Sequence[Any]) -
     the ORM's own loader does (a new instance, its ``__dict__`` set directly) instead of
     calling ``__init__``, which fires an attribute event per column: ~10x faster.
     """
+    obj: M = _constructor_of(model)()
+    obj.__dict__.update(zip(keys, values))  # noqa: B905  values past keys: marker columns
+    return obj
+
+
+def hydrate_all(model: type[M], keys: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[M]:
+    """``hydrate_values`` for each row of a result: 0.3 us less a row than calling it per
+    row (part of that is ``zip``'s ``strict=`` keyword, which costs even when False)."""
+    new = _constructor_of(model)
+    items: list[M] = []
+    append = items.append
+    for values in rows:
+        obj = new()
+        obj.__dict__.update(zip(keys, values))  # noqa: B905  as in hydrate_values
+        append(obj)
+    return items
+
+
+def _constructor_of(model: type[M]) -> Callable[[], M]:
     new = _constructors.get(model)
     if new is None:
         new = _constructors[model] = _constructor(model)
-    obj: M = new()
-    obj.__dict__.update(zip(keys, values, strict=False))  # values past keys: marker columns
-    return obj
+    return new
 
 
 def _constructor(model: type[M]) -> Callable[[], M]:
@@ -261,7 +278,7 @@ class DomainStore:
 
     def __init__(self, engine: AsyncEngine, *, masked_url: str) -> None:
         self._engine = engine
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[Hashable, Any] = {}
         self._fast = FastPath(engine)
         self.masked_url = masked_url
 
@@ -277,10 +294,10 @@ class DomainStore:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
-    def _statement(self, name: str, build: Callable[[], S]) -> S:
+    def _statement(self, name: Hashable, build: Callable[[], S]) -> S:
         """A statement built once per store: SQLAlchemy then finds its compiled form by
         identity instead of re-deriving a cache key on every call. Values go in as
-        ``bindparam``s."""
+        ``bindparam``s. ``name`` may be a tuple: formatting one into a string cost ~1 us."""
         found = self._statements.get(name)
         if found is None:
             found = self._statements[name] = build()
@@ -298,14 +315,38 @@ class DomainStore:
         """A fast-path connection for the hot statements (``composite_store.fastpath``)."""
         return self._translated(self._fast.connect(transaction=transaction))
 
-    @asynccontextmanager
-    async def _translated(self, source: AbstractAsyncContextManager[C]) -> AsyncIterator[C]:
-        """``source``'s connection, with driver errors turned into the SPEC's at the edge."""
-        try:
-            async with source as conn:
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise translate_error(exc, self.domain, self.masked_url) from exc
+    def _translated(self, source: AbstractAsyncContextManager[C]) -> _Translated[C]:
+        return _Translated(source, self.domain, self.masked_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(domain={self.domain!r}, url={self.masked_url!r})"
+
+
+class _Translated(Generic[C]):
+    """``source``'s connection, with driver errors turned into the SPEC's at the edge. A class
+    rather than an ``asynccontextmanager``: every store call enters one, and a
+    generator-based one costs ~1.3 us more a call."""
+
+    __slots__ = ("_domain", "_masked_url", "_source")
+
+    def __init__(self, source: AbstractAsyncContextManager[C], domain: str, masked_url: str):
+        self._source = source
+        self._domain = domain
+        self._masked_url = masked_url
+
+    async def __aenter__(self) -> C:
+        try:
+            return await self._source.__aenter__()
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc, self._domain, self._masked_url) from exc
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        try:
+            suppressed = await self._source.__aexit__(exc_type, exc, tb)
+        except DRIVER_ERRORS as raised:  # the body's error re-raised, or the commit's own
+            raise translate_error(raised, self._domain, self._masked_url) from raised
+        if not suppressed and isinstance(exc, DRIVER_ERRORS):
+            raise translate_error(exc, self._domain, self._masked_url) from exc
+        return bool(suppressed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -19,9 +20,10 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    false,
     func,
-    literal,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -40,6 +42,7 @@ from composite_store.domains.base import (
     DomainStore,
     fetch_one,
     hydrate,
+    hydrate_all,
     hydrate_values,
     model_columns,
     model_row,
@@ -70,9 +73,8 @@ MESSAGE_KEYS = tuple(str(column.key) for column in model_columns(Message))
 _ID, _CREATED_AT = MESSAGE_KEYS.index("id"), MESSAGE_KEYS.index("created_at")
 
 
-def _message_order(row: tuple[Any, ...]) -> tuple[Any, Any]:
-    """(created_at, id) of a message row selected with ``model_columns(Message)``."""
-    return row[_CREATED_AT], row[_ID]
+# (created_at, id) of a message row selected with ``model_columns(Message)``: the sort key
+_message_order = itemgetter(_CREATED_AT, _ID)
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ class MemoryStore(DomainStore):
         round trip where BEGIN, touch, upsert and COMMIT took four."""
         columns = tuple(rows[0])
         stmt = self._statement(
-            f"save_messages_in_one_statement:{columns}",
+            ("save_messages_in_one_statement", columns),
             lambda: _touch_threads_and_upsert(self.dialect, upsert_, columns),
         )
         params: dict[str, Any] = {f"{c}_all": [row[c] for row in rows] for c in columns}
@@ -261,7 +263,7 @@ class MemoryStore(DomainStore):
             tuple((inc.previous > 0, inc.next > 0) for inc in includes),
         )
         page_stmt, count_stmt = self._statement(
-            f"list_messages:{shape}", lambda: _list_messages_statements(*shape)
+            ("list_messages", shape), lambda: _list_messages_statements(*shape)
         )
         params: dict[str, Any] = {
             "thread_id": thread_id,
@@ -295,7 +297,7 @@ class MemoryStore(DomainStore):
             ordered = sorted(found.values(), key=_message_order, reverse=descending)
         else:  # the page alone, already in order
             ordered = in_page
-        items = [hydrate_values(Message, MESSAGE_KEYS, row) for row in ordered]
+        items = hydrate_all(Message, MESSAGE_KEYS, ordered)
         if total is None:
             return Page(items, None, page, per_page, has_more=beyond is not None)
         return make_page(items, total, page, per_page)
@@ -336,7 +338,7 @@ class MemoryStore(DomainStore):
         )
         async with self._connect(transaction=True) as conn:
             rows = await conn.rows(locked, {"ids": list(by_id)})
-            current = [hydrate_values(Message, MESSAGE_KEYS, row) for row in rows]
+            current = hydrate_all(Message, MESSAGE_KEYS, rows)
             targets = sorted({u["thread_id"] for u in checked if "thread_id" in u})
             await self._touch_threads(conn, targets, require=True)
             touched: set[str] = set()
@@ -506,7 +508,7 @@ def _list_messages_statements(
         if descending
         else (messages.c.created_at, messages.c.id)
     )
-    filtered = select(*model_columns(Message), literal(True).label(IN_PAGE)).where(*where)
+    filtered = select(*model_columns(Message), true().label(IN_PAGE)).where(*where)
     count = select(func.count()).select_from(filtered.subquery())
     page = filtered.order_by(*order)
     if paged:
@@ -524,7 +526,7 @@ def _include_windows(i: int, previous: bool, next_: bool) -> list[Select[Any]]:
     anchor = messages.alias("anchor")
     anchor_thread = select(anchor.c.thread_id).where(anchor.c.id == message_id).scalar_subquery()
     anchor_time = select(anchor.c.created_at).where(anchor.c.id == message_id).scalar_subquery()
-    cols = [*model_columns(Message), literal(False).label(IN_PAGE)]
+    cols = [*model_columns(Message), false().label(IN_PAGE)]
     base = select(*cols).where(messages.c.thread_id == anchor_thread)
     position = tuple_(messages.c.created_at, messages.c.id)
     anchor_position = tuple_(anchor_time, message_id)

@@ -31,7 +31,7 @@ from composite_store.dialects import (
 from composite_store.domains.base import (
     DomainStore,
     hydrate,
-    hydrate_values,
+    hydrate_all,
     model_columns,
     model_row,
     table_of,
@@ -173,7 +173,7 @@ class ObservabilityStore(DomainStore):
             rows = await conn.rows(stmt, {"trace_id": trace_id})
         if not rows:
             return None
-        return Trace(trace_id, [hydrate_values(Span, SPAN_KEYS, row) for row in rows])
+        return Trace(trace_id, hydrate_all(Span, SPAN_KEYS, rows))
 
     async def list_traces(
         self,
