@@ -69,10 +69,20 @@ class _Connection(sqlite3.Connection):
         return super().cursor(factory)
 
 
+_WAITABLE = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def is_busy(exc: BaseException) -> bool:
-    """SQLITE_BUSY/LOCKED: the statement did nothing, so running it again is safe."""
-    codes = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in codes
+    """SQLITE_BUSY/LOCKED: the statement did nothing, so running it again is safe.
+
+    Python reports extended codes, so the primary code is the low byte: SQLITE_BUSY_RECOVERY
+    (another connection rebuilding the log's index) is as busy as SQLITE_BUSY. Not so
+    SQLITE_BUSY_SNAPSHOT: a transaction whose snapshot another commit overtook can never
+    write, and waiting would only use up the timeout."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = exc.sqlite_errorcode
+    return code & 0xFF in _WAITABLE and code != sqlite3.SQLITE_BUSY_SNAPSHOT
 
 
 def busy_delays(connection: Any) -> Iterator[float]:
