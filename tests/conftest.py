@@ -110,22 +110,20 @@ async def store_at(fresh_url: str) -> AsyncIterator[Callable[..., CompositeStore
 
 @pytest.fixture
 async def store(backend: str, tmp_path: Path) -> AsyncIterator[CompositeStore]:
-    """A composite whose domains are in one fresh database at head (a template copy); on
+    """A composite whose domains are in one empty database at head (``migrated_copy``); on
     ClickHouse, the domains it can hold go there and the others to a SQLite file."""
     use_backend(backend)
     db_name = f"cs_{uuid.uuid4().hex[:12]}"
+    url = await backends.migrated_copy(backend, tmp_path, db_name)
     if backend == "clickhouse":
-        url = await backends.create_database(backend, use_backend(backend), tmp_path, db_name)
-        composite = CompositeStore(
-            f"sqlite:///{tmp_path / 'rest.db'}", dict.fromkeys(backends.CLICKHOUSE_DOMAINS, url)
-        )
+        rest = await backends.migrated_copy("sqlite", tmp_path, f"{db_name}_rest")
+        composite = CompositeStore(rest, dict.fromkeys(backends.CLICKHOUSE_DOMAINS, url))
     else:
-        url = await backends.migrated_copy(backend, tmp_path, db_name)
         composite = CompositeStore(url)
     await composite.init()
     yield composite
     await composite.close()
-    await backends.drop_database(backend, backends.availability(backend).url, url)
+    await backends.give_back(backend, url)
 
 
 @pytest.fixture(params=backends.ANALYTICAL)
