@@ -360,14 +360,21 @@ class _SQLiteConnection(FastConnection):
         """Nothing to drop: a file connection is closed by the pool as usual."""
 
     async def _execute(self, sql: str, arguments: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        try:  # the usual case, without the retry schedule's clock reads (1% of a read)
+            return self._run(sql, arguments)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            busy = exc
         for delay in busy_delays(self._driver):
+            await asyncio.sleep(delay)
             try:
                 return self._run(sql, arguments)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
-            await asyncio.sleep(delay)
-        return self._run(sql, arguments)
+                busy = exc
+        raise busy
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ and the shared column types on every backend (SPEC §3-§5)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from composite_store import (
     CompositeStore,
+    CompositeStoreError,
     ConfigurationError,
     ConflictError,
     DomainUnavailableError,
@@ -336,6 +338,30 @@ async def test_inline_sqlite_waits_for_a_lock_without_blocking_the_loop(tmp_path
             release.join()
             holder.close()
         assert ticks >= 20  # the loop ran while the write waited for ~0.5 s
+        assert await store.memory.get_thread("t") is not None
+
+
+async def test_inline_sqlite_gives_up_on_a_lock_after_its_busy_timeout(tmp_path: Path) -> None:
+    """A write lock held past the busy timeout (``?timeout=`` in the URL, seconds): the
+    call fails with the database's error after about that long, stores nothing, and the
+    same store works once the lock is gone."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    async with CompositeStore(f"sqlite:///{path}?timeout=0.3") as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.perf_counter()
+        try:
+            with pytest.raises(CompositeStoreError, match="database is locked"):
+                await store.memory.save_thread(Thread(id="t", resource_id="r"))
+            waited = time.perf_counter() - started
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert 0.2 <= waited < 5
+        assert await store.memory.get_thread("t") is None
+        await store.memory.save_thread(Thread(id="t", resource_id="r"))
         assert await store.memory.get_thread("t") is not None
 
 

@@ -260,7 +260,7 @@ class MemoryStore(DomainStore):
             last is not None,
             descending,
             per_page is not None,
-            tuple((inc.previous > 0, inc.next > 0) for inc in includes),
+            tuple([(inc.previous > 0, inc.next > 0) for inc in includes]),
         )
         page_stmt, count_stmt = self._statement(
             ("list_messages", shape), lambda: _list_messages_statements(*shape)
@@ -591,17 +591,30 @@ def _resource_row(resource: object) -> dict[str, Any]:
 def _check_includes(include: Sequence[Include] | None) -> list[Include]:
     if include is None:
         return []
-    if isinstance(include, Include) or not isinstance(include, Iterable):
+    if type(include) not in (list, tuple) and (
+        isinstance(include, Include) or not isinstance(include, Iterable)
+    ):
         raise ValidationError(f"include must be a list of Include, got {type(include).__name__}")
-    checked = []
-    for i, inc in enumerate(include):
+    checked = list(include)
+    for i, inc in enumerate(checked):
+        if type(inc) is Include and v.plain_id(inc.id) and _window(inc.previous, inc.next):
+            continue  # the usual include, passed without naming it for an error message
         if not isinstance(inc, Include):
             raise ValidationError(f"include[{i}] must be an Include, got {type(inc).__name__}")
         v.require_id(inc.id, f"include[{i}].id")
         v.require_int(inc.previous, f"include[{i}].previous", minimum=0)
         v.require_int(inc.next, f"include[{i}].next", minimum=0)
-        checked.append(inc)
     return checked
+
+
+def _window(previous: object, next_: object) -> bool:
+    """Neighbour counts ``require_int(minimum=0)`` accepts (plain ints, not bools)."""
+    return (
+        type(previous) is int
+        and type(next_) is int
+        and 0 <= previous <= v.MAX_INT
+        and 0 <= next_ <= v.MAX_INT
+    )
 
 
 def _check_message_update(change: Mapping[str, Any], index: int) -> dict[str, Any]:
