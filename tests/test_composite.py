@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, make_url, select, text
+from sqlalchemy import event, func, inspect, make_url, select, text
 from sqlalchemy.dialects.sqlite import DATETIME
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
@@ -101,6 +101,54 @@ async def test_router_sends_each_model_to_its_domain(
                 assert count == 0
         # text() has no mapped class: it goes to the default database.
         assert session.get_bind() is store.sessionmaker.kw["bind"].sync_engine
+
+
+async def test_objects_a_store_returns_are_full_orm_instances(fresh_url: str) -> None:
+    """Stores build their results without the ORM's loader (their ORM state is made on first
+    use): those objects still compare, copy and pickle like constructed ones, and work with
+    ``inspect()``, attribute changes and a ``Session``; constructed objects are untouched."""
+    import copy
+    import pickle
+
+    from sqlalchemy import inspect as inspect_object
+
+    async with CompositeStore(fresh_url) as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r", title="first"))
+        made = Message(id="m", thread_id="t", role="user", content={"a": 1}, created_at=T0)
+        await store.memory.save_messages([made])
+        (read,) = (await store.memory.list_messages("t")).items
+        assert read == made and read is not made
+        assert copy.copy(read) == made and pickle.loads(pickle.dumps(read)) == made
+        state = inspect_object(read)
+        assert state.transient and state.object is read
+        assert inspect_object(read) is state  # made once
+        read.content = {"a": 2}  # an instrumented set: the change is seen
+        assert state.attrs.content.history.added == [{"a": 2}]
+
+        thread = await store.memory.get_thread("t")
+        assert thread is not None
+        thread.title = "renamed"
+        async with store.session() as session, session.begin():
+            merged = await session.merge(thread)  # the ORM takes it as any detached row
+            assert merged.title == "renamed"
+        async with store.session() as session:
+            stored = await session.get(Thread, "t")
+            assert stored is not None and stored.title == "renamed"
+            assert inspect_object(stored).persistent
+
+        inits: list[object] = []
+
+        def on_init(target: object, _args: object, _kwargs: object) -> None:
+            inits.append(target)
+
+        event.listen(Thread, "init", on_init)  # fires in the ORM's own __init__
+        try:
+            constructed = Thread(id="u", resource_id="r")
+        finally:
+            event.remove(Thread, "init", on_init)
+        assert inits == [constructed]
+        assert inspect_object(constructed).transient
+        assert constructed.metadata_ == {}
 
 
 async def test_unconfigured_domains_fall_back_to_the_default(fresh_url: str) -> None:

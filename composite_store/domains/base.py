@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, select, update
@@ -146,22 +147,43 @@ def _constructor_of(model: type[M]) -> Callable[[], M]:
 
 
 def _constructor(model: type[M]) -> Callable[[], M]:
-    """``ClassManager.new_instance()`` without its indirections (~20% of hydrating a row):
-    ``__new__`` and the InstanceState it would attach. A mapper with its own state class
-    keeps the manager's way."""
+    """A bare instance of ``model`` whose ORM state comes on first use.
+
+    ``ClassManager.new_instance()`` attaches an ``InstanceState`` to every row's object; that
+    was a tenth of a page read (a weakref with a callback, a dict and a set per row), and a
+    page's objects are mostly only read. Reading a loaded attribute never touches the
+    state (SQLAlchemy returns it from ``__dict__``), so ``_LazyState`` makes it when something
+    first asks: an attribute set, ``inspect()``, a ``Session``. A mapper with its own state
+    class keeps the manager's way."""
     configure_mappers()  # what the first __init__ would do: attributes need their mapper
     manager = manager_of_class(model)
     if type(inspect(manager.new_instance())) is not InstanceState:
         return manager.new_instance
+    if manager.STATE_ATTR not in model.__dict__:
+        setattr(model, manager.STATE_ATTR, _LazyState(model, manager))
+    return partial(model.__new__, model)
 
-    state_attribute = manager.STATE_ATTR
 
-    def new() -> M:
-        obj = model.__new__(model)
-        obj.__dict__[state_attribute] = InstanceState(obj, manager)
-        return obj
+class _LazyState:
+    """Class attribute under SQLAlchemy's state name (``_sa_instance_state``). An instance
+    that has its state keeps it in ``__dict__``, which wins over this descriptor; one filled
+    by ``hydrate_*`` (columns in ``__dict__``, no state yet) gets it made here, once. An
+    instance being constructed has an empty ``__dict__`` when SQLAlchemy's ``__init__``
+    asks whether it has a state: the answer stays no, so construction runs as usual."""
 
-    return new
+    __slots__ = ("_manager", "_model", "_name")
+
+    def __init__(self, model: type[Any], manager: Any) -> None:
+        self._model = model
+        self._manager = manager
+        self._name = manager.STATE_ATTR
+
+    def __get__(self, obj: Any, owner: type[Any] | None = None) -> InstanceState[Any]:
+        if obj is None or not obj.__dict__ or type(obj) is not self._model:
+            raise AttributeError(self._name)  # a class, a new instance, or a subclass's
+        state = InstanceState(obj, self._manager)
+        obj.__dict__[self._name] = state
+        return state
 
 
 _constructors: dict[type[Any], Callable[[], Any]] = {}
