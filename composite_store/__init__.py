@@ -19,7 +19,7 @@ from composite_store.errors import (
     ValidationError,
 )
 from composite_store.pagination import Page
-from composite_store.registry import DOMAINS
+from composite_store.registry import DOMAINS, install_lazy_states
 
 __all__ = [
     "DOMAINS",
@@ -37,3 +37,5 @@ __all__ = [
     "ValidationError",
 ]
 __version__ = "0.1.0"
+
+install_lazy_states()

@@ -58,3 +58,13 @@ def backends_for(domain: str) -> frozenset[str]:
 @cache
 def _package(name: str):  # type: ignore[no-untyped-def]
     return importlib.import_module(f"composite_store.domains.{name}")
+
+
+def install_lazy_states() -> None:
+    """Every domain's models get ``domains.base._LazyState`` as the package is imported (see
+    ``install_lazy_state``): a stored object pickled in one process unpickles in another."""
+    from composite_store.domains.base import install_lazy_state
+
+    for spec in DOMAIN_SPECS:
+        for mapper in spec.base.registry.mappers:
+            install_lazy_state(mapper.class_)

@@ -4,6 +4,7 @@ and the shared column types on every backend (SPEC §3-§5)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -119,6 +120,24 @@ async def test_objects_a_store_returns_are_full_orm_instances(fresh_url: str) ->
         (read,) = (await store.memory.list_messages("t")).items
         assert read == made and read is not made
         assert copy.copy(read) == made and pickle.loads(pickle.dumps(read)) == made
+        # pickled before its state was made, unpickled in a process that never read one
+        check = (
+            "import pickle, sys\n"
+            "from sqlalchemy import inspect\n"
+            "message = pickle.loads(sys.stdin.buffer.read())\n"
+            "assert inspect(message).transient\n"
+            "message.content = {'a': 3}\n"
+            "assert inspect(message).attrs.content.history.added == [{'a': 3}]\n"
+        )
+        other = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            check,
+            stdin=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await other.communicate(pickle.dumps(read))
+        assert other.returncode == 0, err.decode()[-2000:]
         state = inspect_object(read)
         assert state.transient and state.object is read
         assert inspect_object(read) is state  # made once

@@ -17,7 +17,7 @@ from sqlalchemy import Column, ColumnElement, MetaData, Row, Table, inspect, sel
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import configure_mappers
-from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm.instrumentation import ClassManager, manager_of_class
 from sqlalchemy.orm.state import InstanceState
 
 from composite_store.dialects import for_update
@@ -159,9 +159,17 @@ def _constructor(model: type[M]) -> Callable[[], M]:
     manager = manager_of_class(model)
     if type(inspect(manager.new_instance())) is not InstanceState:
         return manager.new_instance
-    if manager.STATE_ATTR not in model.__dict__:
-        setattr(model, manager.STATE_ATTR, _LazyState(model, manager))
+    install_lazy_state(model)
     return partial(model.__new__, model)
+
+
+def install_lazy_state(model: type[Any]) -> None:
+    """Put ``_LazyState`` on ``model`` (once). ``composite_store`` does it for every model as
+    it is imported, so an object pickled before its state was made unpickles, in any process,
+    into a class that can make it."""
+    manager = manager_of_class(model)
+    if not isinstance(model.__dict__.get(manager.STATE_ATTR), _LazyState):
+        setattr(model, manager.STATE_ATTR, _LazyState(model, manager))
 
 
 class _LazyState:
@@ -169,20 +177,31 @@ class _LazyState:
     that has its state keeps it in ``__dict__``, which wins over this descriptor; one filled
     by ``hydrate_*`` (columns in ``__dict__``, no state yet) gets it made here, once. An
     instance being constructed has an empty ``__dict__`` when SQLAlchemy's ``__init__``
-    asks whether it has a state: the answer stays no, so construction runs as usual."""
+    asks whether it has a state: the answer stays no, so construction runs as usual. So does
+    it for a subclass's instance, and for any instance once the mapping is disposed
+    (``clear_mappers``). One caveat: ``del obj._sa_instance_state`` does not leave a
+    hydrated object stateless; the next use makes a new, transient state."""
 
     __slots__ = ("_manager", "_model", "_name")
 
-    def __init__(self, model: type[Any], manager: Any) -> None:
+    def __init__(self, model: type[Any], manager: ClassManager[Any]) -> None:
         self._model = model
         self._manager = manager
         self._name = manager.STATE_ATTR
 
     def __get__(self, obj: Any, owner: type[Any] | None = None) -> InstanceState[Any]:
-        if obj is None or not obj.__dict__ or type(obj) is not self._model:
-            raise AttributeError(self._name)  # a class, a new instance, or a subclass's
-        state = InstanceState(obj, self._manager)
-        obj.__dict__[self._name] = state
+        model = self._model
+        if (
+            obj is None
+            or not obj.__dict__
+            or type(obj) is not model
+            or model.__dict__.get(self._manager.MANAGER_ATTR) is not self._manager
+        ):
+            raise AttributeError(self._name)
+        # setdefault: two threads asking at once get the same state
+        state: InstanceState[Any] = obj.__dict__.setdefault(
+            self._name, InstanceState(obj, self._manager)
+        )
         return state
 
 
