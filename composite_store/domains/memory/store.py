@@ -597,7 +597,12 @@ def _check_includes(include: Sequence[Include] | None) -> list[Include]:
         raise ValidationError(f"include must be a list of Include, got {type(include).__name__}")
     checked = list(include)
     for i, inc in enumerate(checked):
-        if type(inc) is Include and v.plain_id(inc.id) and _window(inc.previous, inc.next):
+        if (
+            type(inc) is Include
+            and v.plain_id(inc.id)
+            and v.plain_count(inc.previous)
+            and v.plain_count(inc.next)
+        ):
             continue  # the usual include, passed without naming it for an error message
         if not isinstance(inc, Include):
             raise ValidationError(f"include[{i}] must be an Include, got {type(inc).__name__}")
@@ -605,16 +610,6 @@ def _check_includes(include: Sequence[Include] | None) -> list[Include]:
         v.require_int(inc.previous, f"include[{i}].previous", minimum=0)
         v.require_int(inc.next, f"include[{i}].next", minimum=0)
     return checked
-
-
-def _window(previous: object, next_: object) -> bool:
-    """Neighbour counts ``require_int(minimum=0)`` accepts (plain ints, not bools)."""
-    return (
-        type(previous) is int
-        and type(next_) is int
-        and 0 <= previous <= v.MAX_INT
-        and 0 <= next_ <= v.MAX_INT
-    )
 
 
 def _check_message_update(change: Mapping[str, Any], index: int) -> dict[str, Any]:
