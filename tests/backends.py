@@ -139,6 +139,7 @@ _templates: dict[str, str] = {}
 # PostgreSQL copies given back emptied, for the next test: a CREATE DATABASE from the template
 # costs ~0.4 s here (the new database's catalog goes through the WAL), emptying one ~3 ms
 _emptied: list[str] = []
+_template_schema: dict[str, tuple[Any, ...]] = {}  # PostgreSQL: what an emptied copy must match
 
 
 async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
@@ -168,6 +169,12 @@ async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
         shutil.copyfile(source, target)
         return f"sqlite:///{target}"
     if name == "postgresql":
+        if name not in _template_schema:
+            conn = await asyncpg.connect(pg_dsn(template), timeout=10)
+            try:
+                _template_schema[name] = await _pg_schema(conn)
+            finally:
+                await conn.close()
         if _emptied:
             return _emptied.pop()
         conn = await asyncpg.connect(pg_dsn(admin), timeout=10)
@@ -182,8 +189,9 @@ async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
 
 async def give_back(name: str, url: str) -> None:
     """A test is done with its ``migrated_copy``. A PostgreSQL copy is emptied (every table
-    but the version tables) and kept for the next test; anything else is dropped. A copy
-    that cannot be emptied at once (a lock the test left behind) is dropped too."""
+    but the version tables) and kept for the next test if its schema and versions are still
+    the template's; anything else is dropped, and so is a copy that cannot be emptied at once
+    (a lock the test left behind)."""
     admin = availability(name).url
     if name == "postgresql":
         conn = await asyncpg.connect(pg_dsn(url), timeout=10)
@@ -197,14 +205,45 @@ async def give_back(name: str, url: str) -> None:
                 await conn.execute("SET LOCAL session_replication_role = replica")  # no FK order
                 for (table,) in tables:
                     await conn.execute(f'DELETE FROM "{table}"')
+            unchanged = await _pg_schema(conn) == _template_schema[name]
         except asyncpg.PostgresError:
             pass
         else:
-            _emptied.append(url)
-            return
+            if unchanged:
+                _emptied.append(url)
+                return
         finally:
             await conn.close()
     await drop_database(name, admin, url)
+
+
+_PG_SCHEMA = """
+SELECT md5(concat_ws('|',
+  (SELECT string_agg(concat_ws(' ', a.attrelid::regclass, a.attname,
+                               format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                               pg_get_expr(d.adbin, d.adrelid)), ',' ORDER BY 1)
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT string_agg(indexdef, ',' ORDER BY indexdef) FROM pg_indexes
+    WHERE schemaname = 'public'),
+  (SELECT string_agg(conrelid::regclass || ' ' || pg_get_constraintdef(oid), ',' ORDER BY 1)
+     FROM pg_constraint WHERE connamespace = 'public'::regnamespace)))
+"""
+
+
+async def _pg_schema(conn: asyncpg.Connection) -> tuple[Any, ...]:
+    """A digest of the public schema's columns, indexes and constraints, and the version
+    rows: two round trips."""
+    versions = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename LIKE 'alembic_version_%' ORDER BY 1"
+    )
+    rows = " UNION ALL ".join(
+        f"SELECT '{table}', version_num FROM \"{table}\"" for (table,) in versions
+    )
+    digest = await conn.fetchval(_PG_SCHEMA)
+    return (digest, *[tuple(row) for row in await conn.fetch(rows + " ORDER BY 1, 2")])
 
 
 def _copy_clickhouse_database(admin: str, template: str, db_name: str) -> None:
@@ -231,3 +270,4 @@ def drop_templates() -> None:
         asyncio.run(drop_database(name, availability(name).url, url))
     _templates.clear()
     _emptied.clear()
+    _template_schema.clear()

@@ -118,7 +118,9 @@ async def test_objects_a_store_returns_are_full_orm_instances(fresh_url: str) ->
         made = Message(id="m", thread_id="t", role="user", content={"a": 1}, created_at=T0)
         await store.memory.save_messages([made])
         (read,) = (await store.memory.list_messages("t")).items
-        assert read == made and read is not made
+        assert "_sa_instance_state" not in vars(read)  # reading it made no ORM state
+        assert read == made and read is not made and read.content == {"a": 1}
+        assert "_sa_instance_state" not in vars(read)  # nor did comparing and reading fields
         assert copy.copy(read) == made and pickle.loads(pickle.dumps(read)) == made
         # pickled before its state was made, unpickled in a process that never read one
         check = (
