@@ -32,7 +32,9 @@ class CompositeStore:
     ``default`` is the URL of every domain not named in ``domains`` (unset: an embedded SQLite
     file, ``./composite_store.db``). SQLite is served by sqlite3 on the event loop's thread
     (``sqlite_driver="inline"``, fastest for small statements) or through aiosqlite's worker
-    thread (``"aiosqlite"``, for databases with long-running scans).
+    thread (``"aiosqlite"``, for databases with long-running scans). A SQLite writer waits
+    up to ``sqlite_busy_timeout`` seconds for another's write lock (a URL's ``?timeout=``
+    sets it for that database); the inline driver waits with ``asyncio.sleep``.
     """
 
     def __init__(
@@ -43,11 +45,16 @@ class CompositeStore:
         auto_migrate: bool = True,
         connect_timeout: float = 5.0,
         sqlite_driver: str = "inline",
+        sqlite_busy_timeout: float = 30.0,
         _config: StoreConfig | None = None,
     ) -> None:
         self.config = _config or StoreConfig.build(default, domains)
         self.auto_migrate = auto_migrate
-        options = EngineOptions(connect_timeout=connect_timeout, sqlite_driver=sqlite_driver)
+        options = EngineOptions(
+            connect_timeout=connect_timeout,
+            sqlite_driver=sqlite_driver,
+            sqlite_busy_timeout=sqlite_busy_timeout,
+        )
         self._engines = EngineSet(self.config, options)
         self._stores: dict[str, DomainStore] = {
             spec.name: spec.store_class(
@@ -68,12 +75,14 @@ class CompositeStore:
         auto_migrate: bool = True,
         connect_timeout: float = 5.0,
         sqlite_driver: str = "inline",
+        sqlite_busy_timeout: float = 30.0,
     ) -> CompositeStore:
         """Configure from ``COMPOSITE_STORE_URL`` and ``COMPOSITE_STORE_<DOMAIN>_URL``."""
         return cls(
             auto_migrate=auto_migrate,
             connect_timeout=connect_timeout,
             sqlite_driver=sqlite_driver,
+            sqlite_busy_timeout=sqlite_busy_timeout,
             _config=StoreConfig.from_env(environ),
         )
 

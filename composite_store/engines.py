@@ -61,6 +61,14 @@ class EngineOptions:
     max_overflow: int = 10
     echo: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "ping_after_idle", "sqlite_busy_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"{name} must be seconds, got {value!r}")
+            if not 0 <= value < float("inf") or (name == "connect_timeout" and value == 0):
+                raise ConfigurationError(f"{name} must be seconds, got {value!r}")
+
 
 def create_engine_for(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
     """An engine for one database, tuned for its backend."""
@@ -127,15 +135,18 @@ def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
         url = url.set(drivername="sqlite+composite_inline")
     elif options.sqlite_driver != "aiosqlite":
         raise ConfigurationError(f"unknown sqlite_driver {options.sqlite_driver!r}")
+    busy_timeout = _sqlite_busy_timeout(config, options)
     engine = create_async_engine(
         url,
         json_serializer=dumps,
         echo=options.echo,
-        connect_args={"timeout": options.sqlite_busy_timeout, "check_same_thread": False},
+        # the inline driver takes it for its retry schedule (sqlite_inline), aiosqlite for
+        # sqlite3's own wait; either way it overrides the URL's, so it is the resolved one
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
         **({"poolclass": StaticPool} if in_memory else {}),
     )
     # inline: SQLite's own busy wait would block the event loop; the driver retries instead
-    busy_ms = 0 if inline else int(options.sqlite_busy_timeout * 1000)
+    busy_ms = 0 if inline else int(busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -162,6 +173,25 @@ def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _sqlite_busy_timeout(config: DomainConfig, options: EngineOptions) -> float:
+    """Seconds a SQLite writer waits for the write lock: the URL's ``?timeout=`` for its
+    database, else ``EngineOptions.sqlite_busy_timeout``."""
+    given = config.url.query.get("timeout")
+    if given is None:
+        return options.sqlite_busy_timeout
+    try:
+        seconds = float(given if isinstance(given, str) else given[-1])
+    except ValueError:
+        raise ConfigurationError(
+            f"domain {config.domain!r}: the SQLite URL's timeout must be seconds, got {given!r}"
+        ) from None
+    if not 0 <= seconds < float("inf"):
+        raise ConfigurationError(
+            f"domain {config.domain!r}: the SQLite URL's timeout must be seconds, got {given!r}"
+        )
+    return seconds
 
 
 def _pre_ping_postgresql(engine: AsyncEngine, ping_after_idle: float, timeout: float) -> None:

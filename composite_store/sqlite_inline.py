@@ -133,14 +133,14 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
         args, kwargs = super().create_connect_args(url)
         kwargs["factory"] = _Connection
         kwargs["check_same_thread"] = False
-        busy_timeout = float(kwargs.pop("timeout", BUSY_TIMEOUT) or 0)
-        kwargs["timeout"] = 0  # never block the loop in SQLite's own busy handler
-        self._busy_timeout = busy_timeout
         return args, kwargs
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
-        connection = super().connect(*args, **kwargs)
-        connection.busy_timeout = getattr(self, "_busy_timeout", BUSY_TIMEOUT)
+        """``timeout`` (the URL's, or ``connect_args``' which override it) becomes the retry
+        schedule's; SQLite's own busy wait is off, as it would block the loop."""
+        busy_timeout = float(kwargs.pop("timeout", BUSY_TIMEOUT) or 0)
+        connection = super().connect(*args, timeout=0, **kwargs)
+        connection.busy_timeout = busy_timeout
         return connection
 
     def get_driver_connection(self, connection: Any) -> Any:

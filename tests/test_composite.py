@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, inspect, make_url, select, text
@@ -410,14 +411,24 @@ async def test_inline_sqlite_waits_for_a_lock_without_blocking_the_loop(tmp_path
         assert await store.memory.get_thread("t") is not None
 
 
-async def test_inline_sqlite_gives_up_on_a_lock_after_its_busy_timeout(tmp_path: Path) -> None:
-    """A write lock held past the busy timeout (``?timeout=`` in the URL, seconds): the
-    call fails with the database's error after about that long, stores nothing, and the
-    same store works once the lock is gone."""
+@pytest.mark.parametrize("driver", ["inline", "aiosqlite"])
+@pytest.mark.parametrize(
+    ("query", "option"),
+    [("?timeout=0.3", None), ("", 0.3), ("?timeout=0.3", 30.0)],
+    ids=["url", "option", "url-over-option"],
+)
+async def test_sqlite_gives_up_on_a_lock_after_its_busy_timeout(
+    tmp_path: Path, driver: str, query: str, option: float | None
+) -> None:
+    """A write lock held past the busy timeout (seconds: ``sqlite_busy_timeout=``, or the
+    URL's ``?timeout=``, which wins for its database): the call fails with the database's
+    error after about that long, stores nothing, and the same store works once the lock is
+    gone. The option once reached neither driver: only the URL set the timeout."""
     import sqlite3
 
     path = tmp_path / "held.db"
-    async with CompositeStore(f"sqlite:///{path}?timeout=0.3") as store:
+    timeout = {} if option is None else {"sqlite_busy_timeout": option}
+    async with CompositeStore(f"sqlite:///{path}{query}", sqlite_driver=driver, **timeout) as store:
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         started = time.perf_counter()
@@ -696,3 +707,25 @@ async def test_clickhouse_reads_use_the_uncompressed_cache_unless_the_url_says_n
         setting = text("SELECT value FROM system.settings WHERE name = 'use_uncompressed_cache'")
         async with store.engine("observability").connect() as conn:
             assert (await conn.execute(setting)).scalar_one() == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sqlite_busy_timeout": -1},
+        {"sqlite_busy_timeout": float("nan")},
+        {"sqlite_busy_timeout": "30"},
+        {"connect_timeout": 0},
+        {"connect_timeout": float("inf")},
+        {"connect_timeout": True},
+    ],
+)
+def test_timeouts_that_are_not_seconds_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="must be seconds"):
+        CompositeStore(f"sqlite:///{tmp_path / 'db'}", **options)
+
+
+@pytest.mark.parametrize("timeout", ["soon", "-1", "nan"])
+def test_a_sqlite_url_timeout_that_is_not_seconds_is_refused(tmp_path: Path, timeout: str) -> None:
+    with pytest.raises(ConfigurationError, match="timeout must be seconds"):
+        CompositeStore(f"sqlite:///{tmp_path / 'db'}?timeout={timeout}")
