@@ -152,7 +152,7 @@ class AsyncpgFloor:
 
     async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None:
         text = await self._pool().fetchval(LOAD_SQL.format("$1", "$2"), workflow, run_id)
-        return None if text is None else json.loads(text)  # type: ignore[no-any-return]
+        return None if text is None else json.loads(text)
 
     async def teardown(self) -> None:
         pool = self._pool()
@@ -185,16 +185,21 @@ class Sqlite3Floor:
         self.path = path
         self.conn: sqlite3.Connection | None = None
 
-    async def setup(self, thread_id: str) -> None:
-        self.path.unlink(missing_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
+    def connect(self) -> sqlite3.Connection:
+        """A connection set up as composite-store sets up its own (engines.py)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
         for pragma in (
             "journal_mode=WAL",
             "busy_timeout=30000",
             "foreign_keys=ON",
             "synchronous=NORMAL",
         ):
-            self.conn.execute(f"PRAGMA {pragma}")
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    async def setup(self, thread_id: str) -> None:
+        self.path.unlink(missing_ok=True)
+        self.conn = self.connect()
         self.conn.executescript(SQLITE_SCHEMA)
         now = datetime.now(UTC).isoformat()
         self.conn.executemany(
@@ -238,7 +243,7 @@ class Sqlite3Floor:
 
     async def load(self, workflow: str, run_id: str) -> dict[str, Any] | None:
         row = self._conn().execute(LOAD_SQL.format("?", "?"), (workflow, run_id)).fetchone()
-        return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
+        return None if row is None else json.loads(row[0])
 
     async def teardown(self) -> None:
         self._conn().close()
@@ -342,9 +347,7 @@ class _SqliteSpans:
     async def setup_spans(self: Any) -> None:
         if self.conn is None:
             self.path.unlink(missing_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
-                self.conn.execute(f"PRAGMA {pragma}")
+            self.conn = self.connect()
         self.conn.executescript("DROP TABLE IF EXISTS floor_spans;" + SQLITE_SPANS)
 
     async def create_spans(self: Any, batch: list[dict[str, Any]]) -> None:

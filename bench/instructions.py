@@ -65,7 +65,7 @@ async def run(folder: Path, system: str, step: str, calls: int) -> None:
         target: Any = CompositeSystem(store)
     else:
         target = load_floors().Sqlite3Floor(folder / "floor.db")
-        target.conn = sqlite3.connect(folder / "floor.db", isolation_level=None)
+        target.conn = target.connect()  # the benchmark's pragmas (foreign keys, synchronous)
     with sqlite3.connect(folder / "floor.db") as db:  # the same ids in both databases
         ids = [row[0] for row in db.execute("SELECT id FROM floor_messages ORDER BY id")]
     snapshot = make_snapshot(rng)
