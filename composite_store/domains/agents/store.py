@@ -198,10 +198,10 @@ def _agent_row(agent: object) -> dict[str, Any]:
     for name in VERSIONED:
         _check_config(name, getattr(agent, name))
     v.optional_id(agent.author_id, "agent.author_id")
-    v.require_json(agent.metadata_, "agent.metadata")
+    metadata = v.json_text(agent.metadata_, "agent.metadata")
     v.require_datetime(agent.created_at, "agent.created_at")
     v.require_datetime(agent.updated_at, "agent.updated_at")
-    return row_values(agent)
+    return {**row_values(agent), "metadata": metadata}  # bound as checked: serialised once
 
 
 def _number(version_number: int) -> ColumnElement[int]:

@@ -558,10 +558,10 @@ def _thread_row(thread: object) -> dict[str, Any]:
     v.require_id(thread.id, "thread.id")
     v.require_id(thread.resource_id, "thread.resource_id")
     v.optional_text(thread.title, "thread.title")
-    v.require_json(thread.metadata_, "thread.metadata")
+    metadata = v.json_text(thread.metadata_, "thread.metadata")
     v.require_datetime(thread.created_at, "thread.created_at")
     v.require_datetime(thread.updated_at, "thread.updated_at")
-    return row_values(thread)
+    return {**row_values(thread), "metadata": metadata}  # bound as checked: serialised once
 
 
 def _message_row(message: object, index: int) -> dict[str, Any]:
@@ -582,10 +582,10 @@ def _resource_row(resource: object) -> dict[str, Any]:
     resource = v.require_instance(resource, Resource, "resource")
     v.require_id(resource.id, "resource.id")
     v.optional_text(resource.working_memory, "resource.working_memory")
-    v.require_json(resource.metadata_, "resource.metadata")
+    metadata = v.json_text(resource.metadata_, "resource.metadata")
     v.require_datetime(resource.created_at, "resource.created_at")
     v.require_datetime(resource.updated_at, "resource.updated_at")
-    return row_values(resource)
+    return {**row_values(resource), "metadata": metadata}  # bound as checked: serialised once
 
 
 def _check_includes(include: Sequence[Include] | None) -> list[Include]:

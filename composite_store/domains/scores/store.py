@@ -194,7 +194,7 @@ def _score_row(score: object) -> dict[str, Any]:
     for name in ("run_id", "entity_id", "entity_type", "trace_id", "span_id"):
         v.optional_id(getattr(score, name), f"score.{name}")
     v.optional_text(score.reason, "score.reason")
-    v.require_json(score.metadata_, "score.metadata")
+    metadata = v.json_text(score.metadata_, "score.metadata")
     v.require_datetime(score.created_at, "score.created_at")
     score.score = value  # e.g. an int, stored as the float the database will hold
-    return row_values(score)
+    return {**row_values(score), "metadata": metadata}  # bound as checked: serialised once
