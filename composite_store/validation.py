@@ -228,6 +228,12 @@ def require_datetime(value: object, name: str) -> datetime:
     return value
 
 
+def plain_datetime(value: object) -> bool:
+    """Whether ``value`` is a datetime ``require_datetime`` accepts that is already in UTC
+    (every UTC datetime has a UTC value): the fast check before it, as ``plain_id`` is."""
+    return type(value) is datetime and value.tzinfo is UTC
+
+
 def optional_datetime(value: object, name: str) -> datetime | None:
     return None if value is None else require_datetime(value, name)
 

@@ -71,6 +71,7 @@ MESSAGE_UPDATE_FIELDS = ("thread_id", "resource_id", "role", "type", "content", 
 IN_PAGE = "_in_page"  # marks page rows apart from include-window rows in one result
 MESSAGE_KEYS = tuple(str(column.key) for column in model_columns(Message))
 _ID, _CREATED_AT = MESSAGE_KEYS.index("id"), MESSAGE_KEYS.index("created_at")
+_CONTENT = MESSAGE_KEYS.index("content")
 
 
 # (created_at, id) of a message row selected with ``model_columns(Message)``: the sort key
@@ -201,8 +202,10 @@ class MemoryStore(DomainStore):
             if isinstance(message, Message):
                 message.created_at = stored_at[message.id]  # the caller's object, completed
             else:  # a mapping: a new object, as stored (its document, not the text)
-                values = {**row, "content": message["content"], "created_at": stored_at[row["id"]]}
-                message = hydrate_values(Message, MESSAGE_KEYS, list(values.values()))
+                values = list(row.values())  # model_row's rows are in column order
+                values[_CONTENT] = message["content"]
+                values[_CREATED_AT] = stored_at[row["id"]]
+                message = hydrate_values(Message, MESSAGE_KEYS, values)
             result.append(message)
         return result
 
@@ -573,8 +576,9 @@ def _message_row(message: object, index: int) -> dict[str, Any]:
             v.require_id(row[key], f"{where}.{key}")
     if row["resource_id"] is not None and not v.plain_id(row["resource_id"]):
         v.require_id(row["resource_id"], f"{where}.resource_id")
-    row["content"] = v.json_text(row["content"], f"{where}.content")
-    v.require_datetime(row["created_at"], f"{where}.created_at")
+    row["content"] = v.json_text(row["content"], where + ".content")
+    if not v.plain_datetime(row["created_at"]):
+        v.require_datetime(row["created_at"], f"{where}.created_at")
     return row
 
 

@@ -315,12 +315,15 @@ def span_row(span: object, where: str) -> dict[str, Any]:
     for name in OPTIONAL_IDS:
         if row[name] is not None and not v.plain_id(row[name]):
             v.require_id(row[name], f"{where}.{name}")
-    started = v.require_datetime(row["started_at"], f"{where}.started_at")
-    ended = v.optional_datetime(row["ended_at"], f"{where}.ended_at")
-    if ended is not None and ended < started:
-        raise ValidationError(f"{where}: ended_at is before started_at")
-    v.require_datetime(row["created_at"], f"{where}.created_at")
-    v.require_datetime(row["updated_at"], f"{where}.updated_at")
+    for name in ("started_at", "created_at", "updated_at"):
+        if not v.plain_datetime(row[name]):
+            v.require_datetime(row[name], f"{where}.{name}")
+    ended = row["ended_at"]
+    if ended is not None:
+        if not v.plain_datetime(ended):
+            v.require_datetime(ended, f"{where}.ended_at")
+        if ended < row["started_at"]:
+            raise ValidationError(f"{where}: ended_at is before started_at")
     for name, dict_only in JSON_FIELDS.items():
         value = row[name]
         if value is not None or name == "attributes":
