@@ -18,7 +18,7 @@ import asyncio
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from operator import itemgetter
@@ -221,20 +221,36 @@ class FastConnection:
     ) -> list[tuple[Any, ...]]:
         """``statement`` (an INSERT, upsert or not) for every row (all with the same keys),
         as multi-row VALUES statements; returns what it RETURNs."""
+        out: list[tuple[Any, ...]] = []
+        for compiled, arguments in self._values_statements(statement, rows):
+            out += compiled.convert(await self._execute(compiled.sql, arguments))
+        return out
+
+    async def insert_new(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> int:
+        """``statement``, an ``INSERT ... ON CONFLICT DO NOTHING`` without RETURNING, for
+        every row as ``insert_many`` sends them; returns how many rows went in (the others'
+        keys were taken). Cheaper than RETURNING when the caller only needs to know whether
+        every row was new (SQLite: ~30 us less a call of 20 rows)."""
+        count = 0
+        for compiled, arguments in self._values_statements(statement, rows):
+            count += await self._execute_count(compiled.sql, arguments)
+        return count
+
+    def _values_statements(
+        self, statement: Insert, rows: Sequence[Mapping[str, Any]]
+    ) -> Iterator[tuple[Compiled, list[Any]]]:
+        """The multi-row VALUES statements for ``rows``, with their arguments."""
         if not rows:
-            return []
+            return
         columns = tuple(rows[0])
         per_statement = max(1, self.MAX_PARAMETERS // len(columns))
-        out: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             compiled = self._cache.get(
                 (id(statement), columns, len(chunk)),
                 partial(self._values_for, statement, columns, len(chunk)),
             )
-            arguments = compiled.row_arguments(chunk, columns)
-            out += compiled.convert(await self._execute(compiled.sql, arguments))
-        return out
+            yield compiled, compiled.row_arguments(chunk, columns)
 
     @staticmethod
     def _values_for(statement: Insert, columns: tuple[str, ...], count: int) -> Insert:
@@ -249,6 +265,10 @@ class FastConnection:
         )
 
     async def _execute(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        raise NotImplementedError
+
+    async def _execute_count(self, sql: str, arguments: Sequence[Any]) -> int:
+        """Run a statement that returns no rows; how many rows it changed."""
         raise NotImplementedError
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
@@ -276,6 +296,12 @@ class _SQLAlchemyConnection(FastConnection):
             return []
         result = await self._conn.execute(statement, list(rows))
         return [tuple(row) for row in result.all()] if result.returns_rows else []
+
+    async def insert_new(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        result = await self._conn.execute(statement, list(rows))
+        return int(result.rowcount)
 
 
 class _ClickHouseConnection(_SQLAlchemyConnection):
@@ -337,6 +363,10 @@ class _AsyncpgConnection(FastConnection):
         records: Sequence[Sequence[Any]] = await self._driver.fetch(sql, *arguments)
         return records
 
+    async def _execute_count(self, sql: str, arguments: Sequence[Any]) -> int:
+        status: str = await self._driver.execute(sql, *arguments)  # e.g. "INSERT 0 20"
+        return int(status.rsplit(" ", 1)[-1])
+
     def atomic(self) -> AbstractAsyncContextManager[None]:
         transaction: AbstractAsyncContextManager[None] = self._driver.transaction()
         return transaction
@@ -361,11 +391,27 @@ class _SQLiteConnection(FastConnection):
 
     async def _execute(self, sql: str, arguments: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
         try:  # the usual case, without the retry schedule's clock reads (1% of a read)
-            return self._run(sql, arguments)
+            return self._run(sql, arguments).fetchall()
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
             busy = exc
+        return (await self._retry_while_busy(sql, arguments, busy)).fetchall()
+
+    async def _execute_count(self, sql: str, arguments: Sequence[Any]) -> int:
+        try:
+            return self._run(sql, arguments).rowcount
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            busy = exc
+        return (await self._retry_while_busy(sql, arguments, busy)).rowcount
+
+    async def _retry_while_busy(
+        self, sql: str, arguments: Sequence[Any], busy: sqlite3.OperationalError
+    ) -> sqlite3.Cursor:
+        """Run a statement that found the database locked again, after a sleep each time,
+        until it runs or the busy timeout is up (then the last busy error is raised)."""
         for delay in busy_delays(self._driver):
             await asyncio.sleep(delay)
             try:
@@ -387,9 +433,9 @@ class _SQLiteConnection(FastConnection):
             raise
         await self._execute("COMMIT")
 
-    def _run(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
+    def _run(self, sql: str, arguments: Sequence[Any]) -> sqlite3.Cursor:
         # the base cursor class: sqlite_inline's own cursor would retry synchronously
-        return sqlite3.Cursor(self._driver).execute(sql, arguments).fetchall()
+        return sqlite3.Cursor(self._driver).execute(sql, arguments)
 
 
 class FastPath:

@@ -44,6 +44,14 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+def as_stored(value: datetime) -> datetime:
+    """An aware datetime as a ``UTCDateTime`` column reads it back: the same instant, a
+    plain ``datetime`` in UTC. What a write that skips RETURNING hands its caller."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value
+    return from_micros(to_micros(value))
+
+
 class JSONText(str):
     """A document already checked and serialised (``validation.json_text``): ``dumps`` passes
     it through, so a hot write serialises each document once, not once to check it and once

@@ -729,3 +729,29 @@ def test_timeouts_that_are_not_seconds_are_refused(tmp_path: Path, options: dict
 def test_a_sqlite_url_timeout_that_is_not_seconds_is_refused(tmp_path: Path, timeout: str) -> None:
     with pytest.raises(ConfigurationError, match="timeout must be seconds"):
         CompositeStore(f"sqlite:///{tmp_path / 'db'}?timeout={timeout}")
+
+
+@pytest.mark.parametrize(
+    ("database", "driver"),
+    [("file", "inline"), ("file", "aiosqlite"), (":memory:", "inline"), (":memory:", "aiosqlite")],
+)
+async def test_save_messages_tells_new_from_stored_on_every_sqlite_driver(
+    tmp_path: Path, database: str, driver: str
+) -> None:
+    """``save_messages`` writes an all-new batch without RETURNING, trusting the count of rows
+    the insert took; that count comes from the fast path or from SQLAlchemy's result,
+    depending on the driver and the database. A re-saved message must keep its first
+    ``created_at`` on each."""
+    url = f"sqlite:///{tmp_path / 'db' if database == 'file' else database}"
+    first, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+
+    def message(i: int, at: datetime) -> Message:
+        return Message(id=f"m{i}", thread_id="t", role="user", content={"i": i}, created_at=at)
+
+    async with CompositeStore(url, sqlite_driver=driver) as store:
+        await store.memory.save_thread(Thread(id="t", resource_id="r"))
+        await store.memory.save_messages([message(0, first), message(1, first)])
+        saved = await store.memory.save_messages([message(1, later), message(2, later)])
+        assert [m.created_at for m in saved] == [first, later]
+        stored = await store.memory.get_messages(["m0", "m1", "m2"])
+        assert [m.created_at for m in stored] == [first, first, later]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -224,6 +224,29 @@ async def test_save_messages_upserts_and_moves_between_threads(memory: MemorySto
     (stored,) = (await memory.list_messages("t2")).items
     assert (stored.id, stored.content) == ("t1-m0001", {"edited": True})
     assert stored.created_at == T0 + timedelta(milliseconds=1)
+
+
+async def test_save_messages_returns_what_is_stored(memory: MemoryStore) -> None:
+    """New and already stored messages in one batch, and timestamps in another zone: each
+    returned message equals what is read back, its ``created_at`` in UTC, and a re-saved
+    message keeps its first ``created_at``. New messages only (the usual batch) are written
+    without the upsert's RETURNING, so both kinds of batch are checked."""
+    await seed(memory, "t1", 2)
+    plus5 = timezone(timedelta(hours=5))
+    for batch in (
+        [msg(5, created_at=(T0 + timedelta(seconds=5)).astimezone(plus5)), as_mapping(msg(6))],
+        [msg(1, content={"edited": True}, created_at=T0 + timedelta(days=1)), msg(7)],
+    ):
+        saved = await memory.save_messages(batch)
+        stored = {m.id: m for m in await memory.get_messages([m.id for m in saved])}
+        assert saved == [stored[m.id] for m in saved]
+        assert all(m.created_at.tzinfo is UTC for m in saved)
+    assert [m.created_at for m in await memory.get_messages(["t1-m0001", "t1-m0005"])] == [
+        T0 + timedelta(milliseconds=1),
+        T0 + timedelta(seconds=5),
+    ]
+    order = ["t1-m0000", "t1-m0001", "t1-m0006", "t1-m0007", "t1-m0005"]  # by created_at
+    assert ids(await memory.list_messages("t1")) == order
 
 
 async def test_save_messages_bumps_thread_updated_at(memory: MemoryStore) -> None:

@@ -60,7 +60,7 @@ from composite_store.pagination import (
     fetch_page,
     make_page,
 )
-from composite_store.sqltypes import UTCDateTime, utcnow
+from composite_store.sqltypes import UTCDateTime, as_stored, utcnow
 
 threads = table_of(Thread)
 messages = table_of(Message)
@@ -196,7 +196,7 @@ class MemoryStore(DomainStore):
                 # Touching the threads first also proves they exist and locks them before
                 # the messages: one round trip for both, and one lock order for every writer.
                 await self._touch_threads(conn, thread_ids, require=True)
-                stored_at = dict(await conn.insert_many(stmt, rows))
+                stored_at = await self._upsert_messages(conn, stmt, rows)
         result = []
         for message, row in zip(given, checked, strict=True):
             if isinstance(message, Message):
@@ -208,6 +208,21 @@ class MemoryStore(DomainStore):
                 message = hydrate_values(Message, MESSAGE_KEYS, values)
             result.append(message)
         return result
+
+    async def _upsert_messages(
+        self, conn: FastConnection, upsert_: Insert, rows: list[dict[str, Any]]
+    ) -> dict[str, datetime]:
+        """Write ``rows``; each message's stored ``created_at`` (a re-saved one keeps its
+        first). New messages, the usual case, go in by a plain insert that reports how many
+        went in: when all did, they were stored as given, and the upsert's RETURNING (~30 us
+        a call of 20 on SQLite) is not needed. Otherwise the upsert writes every row again,
+        the ones just inserted unchanged, and says what each one holds."""
+        new = self._statement(
+            "insert_new_messages", lambda: upsert(self.dialect, messages, key=["id"])
+        )
+        if await conn.insert_new(new, rows) == len(rows):
+            return {row["id"]: as_stored(row["created_at"]) for row in rows}
+        return dict(await conn.insert_many(upsert_, rows))
 
     async def _save_in_one_statement(
         self, upsert_: Insert, thread_ids: list[str], rows: list[dict[str, Any]]
