@@ -216,6 +216,11 @@ class FastConnection:
         compiled = self._cache.get(id(statement), lambda: statement)
         return compiled.convert(await self._execute(compiled.sql, compiled.arguments(params or {})))
 
+    async def count(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement that returns no rows (an UPDATE, say); how many rows it changed."""
+        compiled = self._cache.get(id(statement), lambda: statement)
+        return await self._execute_count(compiled.sql, compiled.arguments(params or {}))
+
     async def insert_many(
         self, statement: Insert, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Any, ...]]:
@@ -296,6 +301,10 @@ class _SQLAlchemyConnection(FastConnection):
             return []
         result = await self._conn.execute(statement, list(rows))
         return [tuple(row) for row in result.all()] if result.returns_rows else []
+
+    async def count(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> int:
+        result = await self._conn.execute(statement, dict(params or {}))  # type: ignore[call-overload]
+        return int(result.rowcount)
 
     async def insert_new(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:

@@ -402,13 +402,12 @@ class MemoryStore(DomainStore):
                 update(threads)
                 .where(in_ids(self.dialect, threads.c.id, "ids"))
                 .values(updated_at=bindparam("now", type_=UTCDateTime()))
-                .returning(threads.c.id)
             ),
         )
-        found = {
-            row[0] for row in await conn.rows(stmt, {"ids": list(thread_ids), "now": utcnow()})
-        }
-        if require:
+        touched = await conn.count(stmt, {"ids": list(thread_ids), "now": utcnow()})
+        if require and touched < len(set(thread_ids)):  # say which: the error path's query
+            existing = self._statement("existing_threads", lambda: _existing_threads(self.dialect))
+            found = {row[0] for row in await conn.rows(existing, {"ids": list(thread_ids)})}
             _require_all(thread_ids, found)
 
     # -- resources ------------------------------------------------------------------------
