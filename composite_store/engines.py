@@ -64,9 +64,12 @@ class EngineOptions:
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "ping_after_idle", "sqlite_busy_timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigurationError(f"{name} must be seconds, got {value!r}")
-            if not 0 <= value < float("inf") or (name == "connect_timeout" and value == 0):
+            seconds = not isinstance(value, bool) and isinstance(value, int | float)
+            if (
+                not seconds
+                or not 0 <= value < float("inf")
+                or (name == "connect_timeout" and value == 0)
+            ):
                 raise ConfigurationError(f"{name} must be seconds, got {value!r}")
 
 
@@ -184,9 +187,7 @@ def _sqlite_busy_timeout(config: DomainConfig, options: EngineOptions) -> float:
     try:
         seconds = float(given if isinstance(given, str) else given[-1])
     except ValueError:
-        raise ConfigurationError(
-            f"domain {config.domain!r}: the SQLite URL's timeout must be seconds, got {given!r}"
-        ) from None
+        seconds = float("nan")  # refused below, as a negative or infinite timeout is
     if not 0 <= seconds < float("inf"):
         raise ConfigurationError(
             f"domain {config.domain!r}: the SQLite URL's timeout must be seconds, got {given!r}"
