@@ -755,3 +755,56 @@ async def test_save_messages_tells_new_from_stored_on_every_sqlite_driver(
         assert [m.created_at for m in saved] == [first, later]
         stored = await store.memory.get_messages(["m0", "m1", "m2"])
         assert [m.created_at for m in stored] == [first, first, later]
+
+
+async def _counts_of(store: CompositeStore) -> tuple[str, int, int, int]:
+    """What the fast path's row counts say, on the memory domain's database: an UPDATE of
+    two threads (one missing), and ON CONFLICT DO NOTHING inserts of new and taken ids."""
+    from sqlalchemy import bindparam, update
+
+    from composite_store.dialects import in_ids, upsert
+    from composite_store.domains.memory.store import messages, threads
+
+    memory = store.memory
+    await memory.save_thread(Thread(id="t", resource_id="r"))
+    touch = update(threads).where(in_ids(memory.dialect, threads.c.id, "ids"))
+    touch = touch.values(updated_at=bindparam("now", type_=UTCDateTime()))
+    insert_new = upsert(memory.dialect, messages, key=["id"])
+
+    def row(i: int) -> dict[str, Any]:
+        return {
+            "id": f"m{i}",
+            "thread_id": "t",
+            "role": "user",
+            "content": '{"i": 1}',
+            "resource_id": None,
+            "type": "v2",
+            "created_at": T0,
+        }
+
+    async with memory._connect(transaction=True) as conn:
+        touched = await conn.count(touch, {"ids": ["t", "ghost"], "now": T0})
+        all_new = await conn.insert_new(insert_new, [row(0), row(1)])
+        one_new = await conn.insert_new(insert_new, [row(1), row(2), row(0)])
+        return type(conn).__name__, touched, all_new, one_new
+
+
+async def test_the_fast_path_counts_the_rows_a_statement_changed(fresh_url: str) -> None:
+    """``count`` and ``insert_new`` report the rows changed. ``save_messages`` skips its
+    RETURNING when every row was new and touches threads by count: a wrong count would
+    hand back the wrong created_at, or cost an extra query, with no error to show it."""
+    async with CompositeStore(fresh_url) as store:
+        kind = {"sqlite": "_SQLiteConnection", "postgresql": "_AsyncpgConnection"}
+        assert await _counts_of(store) == (kind[store.memory.dialect], 1, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("database", "driver"),
+    [("file", "aiosqlite"), (":memory:", "inline"), (":memory:", "aiosqlite")],
+)
+async def test_the_sqlalchemy_fallback_counts_the_rows_a_statement_changed(
+    tmp_path: Path, database: str, driver: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db' if database == 'file' else database}"
+    async with CompositeStore(url, sqlite_driver=driver) as store:
+        assert await _counts_of(store) == ("_SQLAlchemyConnection", 1, 2, 1)
