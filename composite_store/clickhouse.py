@@ -153,10 +153,11 @@ class _AsyncConnection(AdaptedConnection):
     def cursor(self, server_side: bool = False) -> _Cursor:
         return _Cursor(self)
 
-    async def insert_block(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """``INSERT INTO t (columns) VALUES`` and its rows as one native block: what
-        clickhouse-driver's own insert does, without the DB-API layer in between."""
-        await self.run(self.sync_connection.transport.execute, sql, rows)
+    async def insert_block(self, sql: str, columns: Sequence[Sequence[Any]]) -> None:
+        """``INSERT INTO t (columns) VALUES`` and its values, one list a column, as one
+        native block: clickhouse-driver's own columnar insert, without the DB-API layer."""
+        execute = functools.partial(self.sync_connection.transport.execute, columnar=True)
+        await self.run(execute, sql, columns)
 
     def commit(self) -> None:  # ClickHouse has no transactions
         pass

@@ -124,15 +124,21 @@ class Compiled:
             out += read(row)
         return out
 
-    def row_tuples(
+    def column_lists(
         self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        """Each row's converted values in the order of the SQL's column list, for a one-row
-        INSERT compiled with ``columns``: the rows of a driver's block insert."""
+    ) -> list[list[Any]]:
+        """Each column's converted values, one list a column in the order of the SQL's
+        column list, for a one-row INSERT compiled with ``columns``: a driver's columnar
+        block. Rows would each cost a tuple here, taken apart again in the driver."""
         if len(self._binds) != len(columns):
-            raise TypeError("row_tuples takes a one-row INSERT of exactly these columns")
-        read = self._row_reader(len(columns))
-        return [tuple(read(row)) for row in rows]
+            raise TypeError("column_lists takes a one-row INSERT of exactly these columns")
+        out = []
+        for name, _, process in self._binds:
+            values = [row[name.rsplit("_", 1)[0]] for row in rows]
+            if process is not None:
+                values = [None if value is None else process(value) for value in values]
+            out.append(values)
+        return out
 
     def _row_reader(self, width: int) -> Callable[[Mapping[str, Any]], list[Any]]:
         """One row mapping -> its converted values, in the order the SQL binds the first
@@ -314,7 +320,7 @@ class _SQLAlchemyConnection(FastConnection):
 
 
 class _ClickHouseConnection(_SQLAlchemyConnection):
-    """ClickHouse's native driver: a batch goes in as one block of tuples (the SQLAlchemy
+    """ClickHouse's native driver: a batch goes in as one block of columns (the SQLAlchemy
     path builds a parameter dict per row and converts it again in the driver, ~4x the
     driver's own cost); other statements run through SQLAlchemy."""
 
@@ -333,7 +339,7 @@ class _ClickHouseConnection(_SQLAlchemyConnection):
         )  # the one-row VALUES statement, shared with insert_many's single-row chunks
         # the block INSERT's text stops at VALUES: the rows travel as a native block
         sql = compiled.sql[: compiled.sql.index(" VALUES") + len(" VALUES")]
-        await self._raw.insert_block(sql, compiled.row_tuples(rows, columns))
+        await self._raw.insert_block(sql, compiled.column_lists(rows, columns))
         return []
 
 
