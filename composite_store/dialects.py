@@ -172,7 +172,7 @@ def writes_in_one_statement(dialect_name: str) -> bool:
 
 
 def keeps_roots_apart(dialect_name: str) -> bool:
-    """Whether root spans also live in a table of their own, ``root_spans`` (ClickHouse: it
+    """Whether root spans are also indexed in a table of their own, ``trace_roots`` (ClickHouse: it
     cannot read spans in time order, and the others have a partial index instead)."""
     return dialect_name == "clickhouse"
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -371,8 +372,9 @@ async def test_clickhouse_spans_get_small_granules_and_keep_the_root_feed(
     make_database: Callable[[str], Awaitable[str]], stopped_after: str
 ) -> None:
     """observability_0005 rebuilds spans with 256-row granules, from a clean start or after a
-    run stopped after any step: no span is lost, and root_spans is fed by the new table (a
-    root written after the upgrade is listed by the fast path, which reads root_spans)."""
+    run stopped after any step: no span is lost, and the root index is fed by the new table (a
+    root written after the upgrade to head is listed by the fast path; after the downgrade to
+    observability_0004, root_spans holds one written then)."""
     url = await make_database("clickhouse")
     store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
     engine = store.engine("observability")
@@ -426,8 +428,10 @@ async def test_clickhouse_spans_get_small_granules_and_keep_the_root_feed(
         await store.observability.create_span(
             Span(trace_id="t8", span_id="s0", name="down", started_at=t0.replace(day=25))
         )
-        listed = await store.observability.list_traces(with_total=False)
-        assert [s.trace_id for s in listed.items] == ["t8", "t9", "t2", "t1", "t0"]
+        async with engine.connect() as conn:  # the code reads observability_0006's index now
+            query = "SELECT trace_id FROM root_spans FINAL ORDER BY started_at DESC"
+            fed = list((await conn.execute(text(query))).scalars())
+        assert fed == ["t8", "t9", "t2", "t1", "t0"]
     finally:
         await store.close()
 
@@ -510,5 +514,74 @@ async def test_sqlite_spans_json_columns_become_text(
         got = await store.observability.get_span("t", "root")
         assert got is not None and (got.input, got.output) == (1.0, 2**70)
         assert (type(got.input), type(got.output)) == (float, int)
+    finally:
+        await store.close()
+
+
+def _narrow_roots_upgrade() -> tuple[str, ...]:
+    """observability_0006's statements, read from the revision itself."""
+    import importlib.util
+
+    versions = REPO / "migrations" / "versions" / "observability"
+    path = versions / "observability_0006_clickhouse_narrow_trace_roots.py"
+    spec = importlib.util.spec_from_file_location("observability_0006", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.UPGRADE)
+
+
+@pytest.mark.parametrize("stopped_after", [None, *range(len(_narrow_roots_upgrade()))])
+async def test_clickhouse_trace_roots_replace_root_spans(
+    make_database: Callable[[str], Awaitable[str]], stopped_after: int | None
+) -> None:
+    """observability_0006, from a clean start or after a run stopped after any step: every
+    root stored before it is listed by the fast path, with its filters and status, and
+    root_spans is gone; a downgrade brings root_spans back with every root."""
+    url = await make_database("clickhouse")
+    store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
+    engine = store.engine("observability")
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    before = [
+        Span(trace_id="ok", span_id="r", name="n", started_at=t0, ended_at=t0, user_id="u1"),
+        Span(trace_id="ok", span_id="c", parent_span_id="r", name="n", started_at=t0),
+        Span(trace_id="bad", span_id="r", name="n", started_at=t0.replace(day=6), error={"m": 1}),
+        Span(trace_id="open", span_id="r", name="n", started_at=t0.replace(day=7), user_id="u1"),
+    ]
+
+    async def listed(**kw: Any) -> list[str]:
+        page = await store.observability.list_traces(with_total=False, **kw)
+        return [s.trace_id for s in page.items]
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            query = "SELECT name FROM system.tables WHERE database = currentDatabase()"
+            return set((await conn.execute(text(query))).scalars())
+
+    try:
+        await schema.upgrade(engine, ["observability"], "observability_0005")
+        async with engine.connect() as conn:
+            await conn.execute(insert(table_of(Span)), [row_values(s) for s in before])
+            for step, statement in enumerate(_narrow_roots_upgrade()):
+                if stopped_after is None:
+                    break
+                await conn.execute(text(statement))
+                if step == stopped_after:
+                    break
+        await schema.upgrade(engine, ["observability"])
+        assert {"root_spans", "root_spans_feed"}.isdisjoint(await tables())
+        assert await listed() == ["open", "bad", "ok"]
+        assert await listed(user_id="u1") == ["open", "ok"]
+        assert await listed(status="error") == ["bad"]
+        assert await listed(status="running") == ["open"]
+        assert await listed(status="success", user_id="u1") == ["ok"]
+
+        await schema.downgrade(engine, ["observability"], "observability_0005")
+        assert {"trace_roots", "trace_roots_feed"}.isdisjoint(await tables())
+        async with engine.connect() as conn:
+            query = "SELECT DISTINCT trace_id FROM root_spans ORDER BY started_at DESC"
+            assert list((await conn.execute(text(query))).scalars()) == ["open", "bad", "ok"]
+        await schema.upgrade(engine, ["observability"])
+        assert await listed(user_id="u1") == ["open", "ok"]
     finally:
         await store.close()

@@ -679,6 +679,23 @@ async def test_each_filter_alone(obs: ObservabilityStore, field: str) -> None:
     assert (await both_ways(obs, **{field: None})).total == 6  # None: no filter
 
 
+async def test_filter_values_are_matched_whole(obs: ObservabilityStore) -> None:
+    """A value holding "=" or quotes is one value: neither a prefix of it nor another field's
+    value matches (ClickHouse's index keeps the filters as "name=value" tags)."""
+    await obs.batch_create_spans(
+        [
+            span("eq", user_id="a=b", environment="user_id=a"),
+            span("plain", user_id="a"),
+            span("quoted", user_id="it's \\ 'x'"),
+        ]
+    )
+    assert trace_ids(await both_ways(obs, user_id="a=b")) == ["eq"]
+    assert trace_ids(await both_ways(obs, user_id="a")) == ["plain"]
+    assert trace_ids(await both_ways(obs, environment="user_id=a")) == ["eq"]
+    assert trace_ids(await both_ways(obs, user_id="it's \\ 'x'")) == ["quoted"]
+    assert trace_ids(await both_ways(obs, environment="a")) == []
+
+
 async def test_filters_combine_with_and(obs: ObservabilityStore) -> None:
     combos = [
         ("t1", "u1", "prod", "AGENT", "svc"),

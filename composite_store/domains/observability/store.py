@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, select
+from sqlalchemy import bindparam, delete, select
 
 from composite_store import validation as v
 from composite_store.dialects import (
@@ -37,7 +37,11 @@ from composite_store.domains.base import (
     table_of,
 )
 from composite_store.domains.observability.models import Span
-from composite_store.domains.observability.roots import newest_roots, tables_of_spans
+from composite_store.domains.observability.roots import (
+    TraceQuery,
+    newest_roots,
+    tables_of_spans,
+)
 from composite_store.errors import NotFoundError, ValidationError
 from composite_store.pagination import Page, check_page, fetch_page
 from composite_store.sqltypes import utcnow
@@ -229,28 +233,18 @@ class ObservabilityStore(DomainStore):
         v.require_bool(with_total, "with_total")
         v.require_choice(order_by, "order_by", ORDER_FIELDS)
 
-        def query(table: Table) -> Select[Any]:
-            """The roots matching the filters, in order, read from ``table``."""
-            c = table.c
-            where: list[ColumnElement[bool]] = [c.parent_span_id.is_(None)]
-            where += [c[name] == value for name, value in given.items() if value is not None]
-            if status is not None:
-                where.append(_status_is(table, status))
-            if first is not None:
-                where.append(c.started_at >= first)
-            if last is not None:
-                where.append(c.started_at <= last)
-            order = (
-                [c[order_by].desc().nulls_first(), c.trace_id.desc()]
-                if descending
-                else [c[order_by].asc().nulls_last(), c.trace_id.asc()]
-            )
-            return select(*(c[key] for key in SPAN_KEYS)).where(*where).order_by(*order)
-
+        traces = TraceQuery(
+            {name: value for name, value in given.items() if value is not None},
+            status,
+            first,
+            last,
+            order_by,
+            descending,
+        )
         async with self._autocommit() as conn:
             if not with_total and keeps_roots_apart(self.dialect):
-                return await newest_roots(conn, query, page, per_page)
-            stmt = final(query(spans), spans)
+                return await newest_roots(conn, traces, page, per_page)
+            stmt = final(traces.on_spans(), spans)
             return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
 
     async def delete_traces(self, trace_ids: Sequence[str]) -> None:
@@ -285,14 +279,6 @@ class ObservabilityStore(DomainStore):
             outbox_path=outbox_path,
             max_backoff=max_backoff,
         )
-
-
-def _status_is(table: Table, status: str) -> ColumnElement[bool]:
-    c = table.c
-    if status == "error":
-        return c.error.is_not(None)
-    ended = c.ended_at.is_(None) if status == "running" else c.ended_at.is_not(None)
-    return and_(c.error.is_(None), ended)
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
