@@ -59,8 +59,10 @@ _free_port() {
 # itself: after a few minutes 75% of the server's time went to the kernel's inode
 # allocator (recently_deleted, seen with perf) and inserts ran 7x slower. A memory
 # filesystem has no such effect, and this server's data is thrown away anyway.
-_throwaway_root() {
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then echo /dev/shm; else echo /tmp; fi
+_throwaway_root() {  # /dev/shm when it is writable and has 1 GB free (a container's may not)
+  local free_kb
+  free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [ -w /dev/shm ] && [ "${free_kb:-0}" -ge 1048576 ]; then echo /dev/shm; else echo /tmp; fi
 }
 
 ensure_clickhouse() {
