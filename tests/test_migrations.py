@@ -575,13 +575,20 @@ async def test_clickhouse_trace_roots_replace_root_spans(
         assert await listed(status="error") == ["bad"]
         assert await listed(status="running") == ["open"]
         assert await listed(status="success", user_id="u1") == ["ok"]
+        after = Span(trace_id="after", span_id="r", name="n", started_at=t0.replace(day=8))
+        await store.observability.create_span(after)  # the view feeds trace_roots
+        assert await listed() == ["after", "open", "bad", "ok"]
 
         await schema.downgrade(engine, ["observability"], "observability_0005")
         assert {"trace_roots", "trace_roots_feed"}.isdisjoint(await tables())
+        down = Span(trace_id="down", span_id="r", name="n", started_at=t0.replace(day=9))
+        await store.observability.create_span(down)  # root_spans' view is back
         async with engine.connect() as conn:
             query = "SELECT DISTINCT trace_id FROM root_spans ORDER BY started_at DESC"
-            assert list((await conn.execute(text(query))).scalars()) == ["open", "bad", "ok"]
+            fed = list((await conn.execute(text(query))).scalars())
+        assert fed == ["down", "after", "open", "bad", "ok"]
         await schema.upgrade(engine, ["observability"])
         assert await listed(user_id="u1") == ["open", "ok"]
+        assert await listed() == ["down", "after", "open", "bad", "ok"]
     finally:
         await store.close()

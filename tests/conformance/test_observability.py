@@ -903,6 +903,25 @@ async def test_list_traces_a_rewrite_with_the_same_updated_at_wins(obs: Observab
         assert (trace_ids(first), first.has_more) == (["t4"], True)
 
 
+async def test_list_traces_filters_see_a_rewrite_with_the_same_updated_at(
+    obs: ObservabilityStore,
+) -> None:
+    """A root rewritten with an equal ``updated_at`` and other filter values or status is
+    listed by what it holds now, not by the version it replaced (ClickHouse's index keeps
+    both versions' filters; only FINAL knows which one was inserted last)."""
+    at = T0 + timedelta(hours=1)
+    await obs.batch_create_spans(
+        [span(t, user_id="u1", ended_at=None, updated_at=at) for t in ("moved", "kept")]
+    )
+    await obs.batch_create_spans(
+        [span("moved", user_id="u2", ended_at=T0 + timedelta(minutes=1), updated_at=at)]
+    )
+    assert trace_ids(await both_ways(obs, user_id="u1")) == ["kept"]
+    assert trace_ids(await both_ways(obs, user_id="u2")) == ["moved"]
+    assert trace_ids(await both_ways(obs, status="running")) == ["kept"]
+    assert trace_ids(await both_ways(obs, status="success", user_id="u2")) == ["moved"]
+
+
 async def test_order_by_started_at_both_ways_ties_by_trace_id(obs: ObservabilityStore) -> None:
     starts = {"a": T0 + US, "b": T0, "c": T0 + US, "d": T0 + 2 * US, "e": T0 - timedelta(days=40)}
     await obs.batch_create_spans(span(t, started_at=at) for t, at in starts.items())
