@@ -172,8 +172,8 @@ def writes_in_one_statement(dialect_name: str) -> bool:
 
 
 def keeps_roots_apart(dialect_name: str) -> bool:
-    """Whether root spans are also indexed in a table of their own, ``trace_roots`` (ClickHouse: it
-    cannot read spans in time order, and the others have a partial index instead)."""
+    """Whether root spans are also indexed in a table of their own, ``trace_roots``
+    (ClickHouse: it cannot read spans in time order; the others have a partial index)."""
     return dialect_name == "clickhouse"
 
 

@@ -37,8 +37,10 @@ spans = table_of(Span)
 trace_roots = Table(  # ClickHouse only, made by the migration (its view fills it)
     "trace_roots",
     MetaData(),
-    *(Column(name, spans.c[name].type) for name in ("trace_id", "span_id", "updated_at")),
-    *(Column(name, spans.c[name].type) for name in ("started_at", "ended_at")),
+    *(
+        Column(name, spans.c[name].type)
+        for name in ("trace_id", "span_id", "updated_at", "started_at", "ended_at")
+    ),
     Column("failed", ch_types.UInt8),
     Column("tags", ch_types.Array(ch_types.String)),  # "user_id=u1", ...: 18.16 has no Map
 )
@@ -108,11 +110,11 @@ async def newest_roots(
     ``has_more`` from one root past the page, as ``fetch_page`` does.
 
     No query here uses FINAL, which merges every part at read time (18.16 at 1M spans: 21-40
-    ms a query with it, 4-14 without). The candidates are every
-    version in ``trace_roots`` that matches; one read of their traces' spans finds each
-    span's newest version, and keeps the candidates that are it and a root, with their rows.
-    Where two versions of a span share its newest ``updated_at`` and differ, only FINAL knows
-    which one was inserted last: those are read again with FINAL."""
+    ms a query with it, 4-14 without). The candidates are every version in ``trace_roots``
+    that matches; one read of their traces' spans finds each span's newest version, and
+    keeps the candidates that are it and a root, with their rows. Where two versions of a
+    span share its newest ``updated_at`` and differ, only FINAL knows which one was inserted
+    last: those are read again with FINAL, and with the filters, as ``with_total`` reads."""
     candidates = traces.on_index()
     start = page * (per_page or 0)
     wanted = None if per_page is None else start + per_page + 1
@@ -121,12 +123,12 @@ async def newest_roots(
         rows = (await conn.execute(candidates if limit is None else candidates.limit(limit))).all()
         versions = list(dict.fromkeys(map(_version_of, rows)))
         newest = await _newest(conn, traces, versions)
-        kept = [
-            newest[version[:2]]
+        kept = [  # the candidates that are their span's newest version, and a root
+            row
             for version in versions
-            if version[:2] in newest
-            and _version_of(newest[version[:2]]) == version
-            and newest[version[:2]].parent_span_id is None
+            if (row := newest.get(version[:2])) is not None
+            and _version_of(row) == version
+            and row.parent_span_id is None
         ]
         if limit is None or wanted is None or len(rows) < limit or len(kept) >= wanted:
             break
