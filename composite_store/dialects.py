@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from composite_store.sqltypes import dumps
+from composite_store.sqltypes import encode
 
 
 def upsert(
@@ -304,7 +304,7 @@ def json_field_equals(
     """``column[key] == value`` for a JSON document column, compared as JSON values (``true``
     is not ``1``, ``null`` matches ``null``, object key order does not matter)."""
     if dialect_name == "postgresql":
-        return column.op("->")(literal(key)) == func.cast(literal(dumps(value)), JSONB)
+        return column.op("->")(literal(key)) == func.cast(literal(encode(value)), JSONB)
     return _sqlite_json_equals(column, f'$."{key}"', value)
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from composite_store.errors import ValidationError
-from composite_store.sqltypes import JSONText, dumps
+from composite_store.sqltypes import JSONBytes, encode
 
 MAX_ID_LENGTH = 1024
 MAX_JSON_DEPTH = 256  # deeper documents would exhaust the serialiser's stack on the way out
@@ -21,7 +21,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _NESTED = (dict, list, tuple)
 # ``\u0000`` after an even run of backslashes (none included): an escaped NUL, not the text
 # ``\\u0000`` (a backslash, then "u0000") inside a string
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 MAX_INT = 2**62  # 64-bit columns, with room for the arithmetic done on them (offsets, +1)
 T = TypeVar("T")
 
@@ -98,8 +98,9 @@ def require_json(value: object, name: str, *, dict_only: bool = True) -> Any:
     return value
 
 
-def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
-    """``require_json``, returning the document serialised for the database to bind as is.
+def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONBytes:
+    """``require_json``, returning the document serialised (UTF-8) for the database to bind
+    as is (``sqltypes.JSONBytes``).
 
     A document of plain JSON types only (``_walk`` tells, while it checks keys and depth)
     is serialised by orjson, ~10x faster than the standard encoder (a 10 KB workflow
@@ -110,26 +111,28 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONText:
     ``1e-07``), and nothing compares stored documents as text."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
-    text = _plain_text(value) if _is_plain_json(value, name) else None
-    if text is None:
+    data = _plain_bytes(value) if _is_plain_json(value, name) else None
+    if data is None:
         try:
-            text = dumps(value)
+            text = encode(value)  # not dumps: bytes are not a document
         except (TypeError, ValueError, RecursionError) as exc:
             raise ValidationError(f"{name} is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text and _NUL_ESCAPE.search(text):  # how both encoders write a NUL
-        raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
-    if not text.isascii():  # ASCII text holds no surrogate: no need to encode it to know
         try:
-            text.encode("utf-8")
+            data = text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError(f"{name} is not valid unicode (a lone surrogate)") from None
-    return JSONText(text)
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):  # how both encoders write a NUL
+        raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
+    return data
 
 
-def _plain_text(value: object) -> str | None:
-    """orjson's text of a plain document, or None where it refuses one."""
+def _plain_bytes(value: object) -> bytes | None:
+    """orjson's UTF-8 of a plain document, or None where it refuses one (orjson refuses a
+    lone surrogate, so what it returns is valid UTF-8)."""
     try:
-        return orjson.dumps(value).decode()
+        # a copy: orjson's own bytes keep its oversized buffer, and a batch that holds
+        # thousands of them costs ~1.9 us a document in fresh memory, against 0.4 copied
+        return memoryview(orjson.dumps(value)).tobytes()
     except TypeError:  # orjson.JSONEncodeError: the standard encoder will say why
         return None
 

@@ -206,6 +206,21 @@ async def test_json_columns_round_trip(store_at: Callable[..., CompositeStore]) 
         assert (await session.execute(select(Thread.metadata_))).scalar_one() == doc
 
 
+async def test_json_columns_bind_bytes_as_a_serialised_document(
+    store_at: Callable[..., CompositeStore],
+) -> None:
+    """The stores pass the text their checks made as UTF-8 bytes (``sqltypes.JSONBytes``);
+    through the ORM too, bytes are a document's serialised form, never a JSON string."""
+    store = store_at()
+    await store.init()
+    async with store.session() as session, session.begin():
+        serialised = '{"k":["é",1]}'.encode()
+        session.add(Thread(id="t", resource_id="r", metadata_=serialised))  # type: ignore[arg-type]
+    async with store.session() as session:
+        assert (await session.execute(select(Thread.metadata_))).scalar_one() == {"k": ["é", 1]}
+    assert (await store.memory.get_thread("t")).metadata_ == {"k": ["é", 1]}  # type: ignore[union-attr]
+
+
 async def test_health_reports_a_down_domain_while_others_are_up(fresh_url: str) -> None:
     store = CompositeStore(fresh_url, {"observability": CLOSED_PORT_URL}, connect_timeout=2)
     try:

@@ -98,6 +98,8 @@ ODD = [
     {"k": datetime(2026, 1, 1, tzinfo=UTC)},
     {"k": Decimal("1.5")},
     {"k": b"bytes"},
+    b"bytes",  # bytes are how a serialised document travels, never a document to store
+    b'{"k": 1}',
     {"k": {1, 2}},
     {1: "int key"},
     {"k": {None: 1}},

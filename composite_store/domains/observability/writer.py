@@ -38,7 +38,6 @@ from composite_store.domains.observability.store import (
     span_row,
 )
 from composite_store.errors import CompositeStoreError, DomainUnavailableError
-from composite_store.sqltypes import JSONText
 
 if TYPE_CHECKING:
     from composite_store.domains.observability.models import Span
@@ -305,7 +304,16 @@ class Outbox:
 
 
 def _encode(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    """A checked row as JSON can hold it: times as ISO text, documents as their text."""
+    return {k: _encodable(v) for k, v in row.items()}
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if type(value) is bytes:  # a document span_row serialised (JSONBytes)
+        return value.decode()
+    return value
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -317,5 +325,5 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(row.get("attributes"), str):
         for name in JSON_FIELDS:
             if row.get(name) is not None:
-                row[name] = JSONText(row[name])
+                row[name] = row[name].encode()
     return row
