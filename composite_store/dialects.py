@@ -166,7 +166,8 @@ def insert_from_arrays(
 
 def writes_in_one_statement(dialect_name: str) -> bool:
     """Whether several writes can be one statement: PostgreSQL runs INSERT and UPDATE inside
-    WITH (data-modifying CTEs), so writes that must all happen or none take one round trip
+    WITH (data-modifying CTEs), and takes a batch of any size as one INSERT of arrays
+    (``insert_from_arrays``), so writes that must all happen or none take one round trip
     and no BEGIN/COMMIT. SQLite and ClickHouse cannot."""
     return dialect_name == "postgresql"
 
