@@ -846,6 +846,38 @@ async def test_list_traces_without_total(obs: ObservabilityStore) -> None:
     assert (trace_ids(oldest), oldest.has_more) == (["t0", "t1"], True)
 
 
+async def test_list_traces_counts_what_its_filters_match_past_a_full_page(
+    obs: ObservabilityStore,
+) -> None:
+    """A full page does not tell the total, so it is counted: by every filter, and without
+    a root rewritten as a child (on ClickHouse the page and the count read different
+    tables; both must agree with the page's items and ``has_more``)."""
+    await obs.batch_create_spans(
+        [
+            span("a", user_id="u1", started_at=T0),
+            span("b", user_id="u1", started_at=T0 + US),
+            span("c", user_id="u1", started_at=T0 + 2 * US),
+            span("d", user_id="u2", started_at=T0 + 3 * US),
+            span("gone", user_id="u1", started_at=T0 + 4 * US),
+        ]
+    )
+    await obs.update_span("gone", "root", parent_span_id="elsewhere")  # a child now
+    await obs.update_span("c", "root", error={"e": 1})
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"user_id": "u1"}, ["c", "b", "a"]),
+        ({"user_id": "u1", "status": "error"}, ["c"]),
+        ({"user_id": "u1", "status": "running"}, ["b", "a"]),
+        ({"start": T0 + US, "end": T0 + 3 * US}, ["d", "c", "b"]),
+        ({}, ["d", "c", "b", "a"]),
+    ]
+    for filters, expected in cases:
+        for number in range(len(expected) + 1):
+            page = await both_ways(obs, page=number, per_page=1, **filters)
+            assert trace_ids(page) == expected[number : number + 1], (filters, number)
+            assert page.total == len(expected), (filters, number)
+            assert page.has_more == (number + 1 < len(expected)), (filters, number)
+
+
 async def test_list_traces_without_total_follows_rewrites_updates_and_deletes(
     obs: ObservabilityStore,
 ) -> None:

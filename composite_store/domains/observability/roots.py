@@ -13,8 +13,8 @@ child (a new ``parent_span_id``): that span's last root version stays in ``trace
 Each candidate is therefore checked against its newest version in ``spans`` (found by
 ``trace_id``, the sort key's prefix), and the candidates are read on until the page is full.
 Since every candidate is checked that way, the reads need no FINAL (see ``newest_roots``).
-The COUNT behind ``total`` reads every root either way: ``with_total=True`` keeps the plain
-query on ``spans``.
+The COUNT behind ``total`` reads every root either way, from ``spans`` (with FINAL: ~0.15 s
+at 1M spans); the page comes from here with or without it.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from composite_store.domains.observability.roots import (
     tables_of_spans,
 )
 from composite_store.errors import NotFoundError, ValidationError
-from composite_store.pagination import Page, check_page, fetch_page
+from composite_store.pagination import Page, check_page, fetch_page, with_total_of
 from composite_store.sqltypes import utcnow
 
 if TYPE_CHECKING:
@@ -247,11 +247,14 @@ class ObservabilityStore(DomainStore):
             order_by,
             descending,
         )
+        stmt = final(traces.on_spans(), spans)
         async with self._autocommit() as conn:
-            if not with_total and keeps_roots_apart(self.dialect):
-                return await newest_roots(conn, traces, page, per_page)
-            stmt = final(traces.on_spans(), spans)
-            return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
+            if not keeps_roots_apart(self.dialect):
+                return await fetch_page(conn, Span, stmt, page, per_page, with_total=with_total)
+            # ClickHouse: the page from trace_roots. Read from spans, ordered, it took 1.2 s
+            # at 1M spans, where the COUNT of the same roots takes ~0.15 s.
+            found = await newest_roots(conn, traces, page, per_page)
+            return await with_total_of(conn, stmt, found) if with_total else found
 
     async def delete_traces(self, trace_ids: Sequence[str]) -> None:
         """Delete every span of these traces (missing ids are ignored)."""
