@@ -55,11 +55,11 @@ def as_stored(value: datetime) -> datetime:
 
 
 # A document already checked and serialised (``validation.json_text``) travels as its UTF-8
-# ``bytes``: no encoder takes bytes for a document, so the type alone tells ``dumps`` to pass
-# it through, and a write serialises each document once, not once to check it and once to
+# ``bytes``: no encoder takes bytes for a document, so the type alone tells ``dumps`` that it
+# is serialised, and a write serialises each document once, not once to check it and once to
 # bind it. Bytes, not a ``str`` subclass: an instance of a class defined in Python is tracked
-# by the garbage collector, and three a span made a 50,000-span bulk write run two full
-# collections (~150 ms, 12% of ClickHouse O1); built-in bytes are not tracked.
+# by the garbage collector, and three a span made a 50,000-span bulk write run one or two
+# full collections (90-150 ms; O1 on ClickHouse takes ~1.3 s); built-in bytes are not.
 JSONBytes: TypeAlias = bytes
 
 
