@@ -26,6 +26,7 @@ from alembic.ddl.impl import DefaultImpl
 from clickhouse_driver import errors as driver_errors
 from clickhouse_sqlalchemy import engines
 from clickhouse_sqlalchemy import types as ch_types
+from clickhouse_sqlalchemy.drivers.compilers.sqlcompiler import ClickHouseSQLCompiler
 from clickhouse_sqlalchemy.drivers.http import connector as http_connector
 from clickhouse_sqlalchemy.drivers.http.base import ClickHouseDialect_http
 from clickhouse_sqlalchemy.drivers.native import connector as native_connector
@@ -188,9 +189,18 @@ class _AsyncDBAPI:
         return _AsyncConnection(self, self._sync.connect(*args, **kwargs))  # lazy: no I/O yet
 
 
-class _Compiler(ClickHouseNativeSQLCompiler):  # type: ignore[misc]
+class _FinalHint:
     def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
         return text  # ``FINAL``, from dialects.final()
+
+
+class _NativeCompiler(_FinalHint, ClickHouseNativeSQLCompiler):  # type: ignore[misc]
+    """INSERT ... VALUES without a template: the native driver sends the rows as a block."""
+
+
+class _HTTPCompiler(_FinalHint, ClickHouseSQLCompiler):  # type: ignore[misc]
+    """INSERT ... VALUES with its template, which the HTTP cursor fills in row by row: with
+    the native compiler it sent an INSERT of no rows, and every write over HTTP was lost."""
 
 
 class _AsyncMixin:
@@ -219,7 +229,7 @@ class _AsyncMixin:
 
 class AsyncNativeDialect(_AsyncMixin, ClickHouseDialect_native):  # type: ignore[misc]
     driver = "composite_native"
-    statement_compiler = _Compiler
+    statement_compiler = _NativeCompiler
     supports_statement_cache = True
 
     @classmethod
@@ -229,8 +239,14 @@ class AsyncNativeDialect(_AsyncMixin, ClickHouseDialect_native):  # type: ignore
 
 class AsyncHTTPDialect(_AsyncMixin, ClickHouseDialect_http):  # type: ignore[misc]
     driver = "composite_http"
-    statement_compiler = _Compiler
+    statement_compiler = _HTTPCompiler
     supports_statement_cache = True
+
+    def create_connect_args(self, url: URL) -> Any:
+        """As the native driver has it: no user is ``default``, no password is empty (the
+        HTTP transport would send the text "None" for either, and be refused)."""
+        (db_url, db_name, username, password), kwargs = super().create_connect_args(url)
+        return (db_url, db_name, username or "default", password or ""), kwargs
 
     @classmethod
     def import_dbapi(cls) -> Any:

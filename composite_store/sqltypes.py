@@ -107,7 +107,8 @@ def _dumps_or_none(value: Any) -> str | None:
 
 
 def _clickhouse_json(value: Any) -> str | bytes | None:
-    """The driver writes bytes to a String column as they are: JSONBytes need no decode."""
+    """The native driver writes bytes to a String column as they are: JSONBytes need no
+    decode."""
     if value is None or type(value) is bytes:
         return value
     return dumps(value)
@@ -255,9 +256,9 @@ class JSONDocument(_PortableType):
         # JSON's own processor (0.20 -> 0.08 us a value; a batch binds four a span, mostly
         # serialised already: ``JSONBytes``). PostgreSQL's driver codec makes JSONB of the
         # text, as it did of json_serializer's; SQLite needs text (bytes would be a BLOB).
-        if dialect.name == "clickhouse":
+        if dialect.driver == "composite_native":  # ClickHouse's native protocol
             return _clickhouse_json
-        return _dumps_or_none
+        return _dumps_or_none  # ClickHouse's HTTP driver writes the text into the SQL
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return value  # PostgreSQL: the driver decodes JSONB (see result_processor for the rest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -16,22 +17,29 @@ from sqlalchemy.engine import make_url
 
 from composite_store.config import mask_url
 
-ALL = ("sqlite", "postgresql", "clickhouse")
+ALL = ("sqlite", "postgresql", "clickhouse", "clickhouse-http")
 RELATIONAL = ("sqlite", "postgresql")
-ANALYTICAL = ("sqlite", "postgresql", "clickhouse")  # for the scores and observability domains
+# for the scores and observability domains; "clickhouse-http" is the same server through
+# clickhouse+http:// URLs (statements as text) instead of the native protocol (blocks)
+ANALYTICAL = ("sqlite", "postgresql", "clickhouse", "clickhouse-http")
+CLICKHOUSE = ("clickhouse", "clickhouse-http")
 CLICKHOUSE_DOMAINS = ("scores", "observability")
-REQUIRED = frozenset(
+_REQUESTED = {
     b.strip()
     for b in os.environ.get("COMPOSITE_STORE_REQUIRE_BACKENDS", "").split(",")
     if b.strip()
-)
+}
+# scripts/test starts one ClickHouse server for both protocols: requiring it requires both
+REQUIRED = frozenset(_REQUESTED | ({"clickhouse-http"} if "clickhouse" in _REQUESTED else set()))
 _ENV = {
     "postgresql": "COMPOSITE_STORE_TEST_POSTGRES",
     "clickhouse": "COMPOSITE_STORE_TEST_CLICKHOUSE",
+    "clickhouse-http": "COMPOSITE_STORE_TEST_CLICKHOUSE_HTTP",
 }
 _PROBE = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
     "clickhouse": "clickhouse://default@127.0.0.1:9000/default",
+    "clickhouse-http": "clickhouse+http://default@127.0.0.1:8123/default",
 }
 
 
@@ -64,6 +72,15 @@ async def _ping(name: str, url: str) -> None:
     if name == "postgresql":
         conn = await asyncpg.connect(pg_dsn(url), timeout=3)
         await conn.close()
+    elif name == "clickhouse-http":
+        u = make_url(url)
+        request = urllib.request.Request(
+            f"http://{u.host}:{u.port or 8123}/", data=b"SELECT 1", method="POST"
+        )
+        await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=3).read())
+        native = availability("clickhouse")  # its databases are made through the native protocol
+        if not native.ok:
+            raise RuntimeError(f"the native protocol is needed too: {native.reason}")
     else:
         from clickhouse_driver import Client
 
@@ -118,10 +135,15 @@ async def create_database(name: str, admin_url: str, tmp_path: Path, db_name: st
     if name == "clickhouse":
         await asyncio.to_thread(_clickhouse, admin_url, f"CREATE DATABASE {db_name}")
         return make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)
+    if name == "clickhouse-http":  # made through the native protocol, used over HTTP
+        await create_database("clickhouse", availability("clickhouse").url, tmp_path, db_name)
+        return make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)
     raise NotImplementedError(name)
 
 
 async def drop_database(name: str, admin_url: str, url: str) -> None:
+    if name == "clickhouse-http":
+        name, admin_url = "clickhouse", availability("clickhouse").url
     if name == "clickhouse":
         db_name = make_url(url).database
         await asyncio.to_thread(_clickhouse, admin_url, f"DROP DATABASE IF EXISTS {db_name}")
@@ -145,6 +167,11 @@ _template_schema: dict[str, tuple[Any, ...]] = {}  # PostgreSQL: what an emptied
 async def migrated_copy(name: str, tmp_path: Path, db_name: str) -> str:
     """A fresh database already at head: a copy of a template migrated once per session."""
     from composite_store import CompositeStore
+
+    if name == "clickhouse-http":  # the native protocol's copy, read and written over HTTP
+        native = await migrated_copy("clickhouse", tmp_path, db_name)
+        http = make_url(availability("clickhouse-http").url)
+        return http.set(database=make_url(native).database).render_as_string(hide_password=False)
 
     admin = availability(name).url
     if name not in _templates:
@@ -192,6 +219,8 @@ async def give_back(name: str, url: str) -> None:
     but the version tables) and kept for the next test if its schema and versions are still
     the template's; anything else is dropped, and so is a copy that cannot be emptied at once
     (a lock the test left behind)."""
+    if name == "clickhouse-http":
+        name = "clickhouse"
     admin = availability(name).url
     if name == "postgresql":
         conn = await asyncpg.connect(pg_dsn(url), timeout=10)

@@ -1,7 +1,8 @@
 """Test backends: real SQLite files, a real PostgreSQL server, a real ClickHouse server.
 
 ``scripts/test`` starts the servers and exports ``COMPOSITE_STORE_TEST_POSTGRES`` /
-``COMPOSITE_STORE_TEST_CLICKHOUSE`` (admin URLs); without them we probe the usual local ports.
+``COMPOSITE_STORE_TEST_CLICKHOUSE`` (admin URLs) and ``COMPOSITE_STORE_TEST_CLICKHOUSE_HTTP``
+(the same ClickHouse over HTTP); without them we probe the usual local ports.
 A backend that cannot be reached is skipped with the reason, unless it is listed in
 ``COMPOSITE_STORE_REQUIRE_BACKENDS``: then every test that needed it fails.
 """
@@ -115,7 +116,7 @@ async def store(backend: str, tmp_path: Path) -> AsyncIterator[CompositeStore]:
     use_backend(backend)
     db_name = f"cs_{uuid.uuid4().hex[:12]}"
     url = await backends.migrated_copy(backend, tmp_path, db_name)
-    if backend == "clickhouse":
+    if backend in backends.CLICKHOUSE:
         rest = await backends.migrated_copy("sqlite", tmp_path, f"{db_name}_rest")
         composite = CompositeStore(rest, dict.fromkeys(backends.CLICKHOUSE_DOMAINS, url))
     else:

@@ -1,6 +1,7 @@
 # Throwaway database servers for tests and benchmarks; source it, then call ensure_postgres /
 # ensure_clickhouse and `trap stop_servers EXIT`. Each ensure_* exports the admin URL the tests
-# read (COMPOSITE_STORE_TEST_POSTGRES / COMPOSITE_STORE_TEST_CLICKHOUSE) or returns 1 with
+# read (COMPOSITE_STORE_TEST_POSTGRES / COMPOSITE_STORE_TEST_CLICKHOUSE, and the same ClickHouse's
+# HTTP URL as COMPOSITE_STORE_TEST_CLICKHOUSE_HTTP) or returns 1 with
 # SKIP_REASON set. Servers started here listen on 127.0.0.1 only and keep data in a temp dir.
 
 SKIP_REASON=""
@@ -94,6 +95,7 @@ Client("127.0.0.1", port=int(sys.argv[1]), connect_timeout=1).execute("SELECT 1"
 PY
     then
       export COMPOSITE_STORE_TEST_CLICKHOUSE="clickhouse://default@127.0.0.1:$tcp/default"
+      export COMPOSITE_STORE_TEST_CLICKHOUSE_HTTP="clickhouse+http://default@127.0.0.1:$http/default"
       return 0
     fi
     sleep 0.1

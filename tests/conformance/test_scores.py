@@ -157,7 +157,13 @@ async def test_non_utc_created_at_comes_back_as_the_same_instant_in_utc(
     "value",
     [0.0, -1.0, 1e-300, 5e-324, sys.float_info.max, -sys.float_info.max, 0.1 + 0.2, 7, 10**20],
 )
-async def test_any_finite_float_round_trips_exactly(scores: ScoresStore, value: float) -> None:
+async def test_any_finite_float_round_trips_exactly(
+    scores: ScoresStore, backend: str, value: float
+) -> None:
+    if backend == "clickhouse-http" and 0 < abs(value) < 1e-320:
+        pytest.xfail(  # 1e-310 is read exactly; the native protocol sends the double's bits
+            "ClickHouse 18.16 reads the smallest subnormals (5e-324) in SQL text as 0.0"
+        )
     await scores.save_score(Score(id="s", scorer_id="sc", score=value))
     got = await scores.get_score("s")
     assert got is not None
