@@ -84,7 +84,7 @@ _ENCODE_STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def dumps(value: Any) -> str:
-    """What a JSON column binds: ``JSONBytes`` as they are, anything else ``encode``d."""
+    """What a JSON column binds: ``JSONBytes`` as their text, anything else ``encode``d."""
     if type(value) is bytes:  # JSONBytes: checked and serialised already
         return value.decode()
     return encode(value)
@@ -248,7 +248,7 @@ class JSONDocument(_PortableType):
         return dialect.type_descriptor(JSON(none_as_null=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        # literal rendering; binds on ClickHouse and SQLite take bind_processor's shortcut
+        # literal rendering only: binds take bind_processor's shortcut, on every backend
         return _dumps_or_none(value) if dialect.name in _JSON_AS_TEXT else value
 
     def bind_processor(self, dialect: Dialect) -> Any:
