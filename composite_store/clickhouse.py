@@ -42,6 +42,8 @@ from sqlalchemy.sql.dml import Delete, Insert, Update
 from sqlalchemy.util import await_only
 
 T = TypeVar("T")
+# The async native dialect's driver name: the one that takes batches as native blocks
+NATIVE_DRIVER = "composite_native"
 MUTATION_TIMEOUT = 60.0  # seconds to wait for an ALTER ... DELETE to finish
 
 # Errors meaning "the server is not there", as the driver raises them (possibly wrapped).
@@ -228,7 +230,7 @@ class _AsyncMixin:
 
 
 class AsyncNativeDialect(_AsyncMixin, ClickHouseDialect_native):  # type: ignore[misc]
-    driver = "composite_native"
+    driver = NATIVE_DRIVER
     statement_compiler = _NativeCompiler
     supports_statement_cache = True
 
@@ -253,9 +255,9 @@ class AsyncHTTPDialect(_AsyncMixin, ClickHouseDialect_http):  # type: ignore[mis
         return _AsyncDBAPI(http_connector)
 
 
-registry.register("clickhouse.composite_native", __name__, "AsyncNativeDialect")
+registry.register(f"clickhouse.{NATIVE_DRIVER}", __name__, "AsyncNativeDialect")
 registry.register("clickhouse.composite_http", __name__, "AsyncHTTPDialect")
-ASYNC_DRIVERS = {"clickhouse+native": "composite_native", "clickhouse+http": "composite_http"}
+ASYNC_DRIVERS = {"clickhouse+native": NATIVE_DRIVER, "clickhouse+http": "composite_http"}
 
 
 def wait_for_mutations(

@@ -471,7 +471,7 @@ class FastPath:
             "asyncpg": _AsyncpgConnection,
             "composite_inline": _SQLiteConnection if file_database else None,
         }.get(engine.dialect.driver)
-        self._block_inserts = engine.dialect.driver == "composite_native"
+        self._block_inserts = engine.dialect.driver == clickhouse.NATIVE_DRIVER
         # (connection, its fast form, when it was kept): used last in, first out
         self._kept: list[tuple[AsyncConnection, _AsyncpgConnection | _SQLiteConnection, float]] = []
 
