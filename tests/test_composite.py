@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, inspect, make_url, select, text
+from sqlalchemy import URL, event, func, inspect, make_url, select, text
 from sqlalchemy.dialects.sqlite import DATETIME
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
@@ -823,3 +823,18 @@ async def test_the_sqlalchemy_fallback_counts_the_rows_a_statement_changed(
     url = f"sqlite:///{tmp_path / 'db' if database == 'file' else database}"
     async with CompositeStore(url, sqlite_driver=driver) as store:
         assert await _counts_of(store) == ("_SQLAlchemyConnection", 1, 2, 1)
+
+
+async def test_a_clickhouse_http_url_without_user_or_password_connects() -> None:
+    """As on the native protocol: no user is ``default``, no password is empty. The HTTP
+    transport sent the text "None" for either, and the server refused it."""
+    from tests.conftest import use_backend
+
+    given = make_url(use_backend("clickhouse-http"))
+    bare = URL.create(given.drivername, host=given.host, port=given.port, database="default")
+    store = CompositeStore("sqlite://", {"observability": bare})  # health() needs no schema
+    try:
+        health = await store.health()
+    finally:
+        await store.close()
+    assert health["observability"]["error"] is None
