@@ -184,7 +184,9 @@ class UTCDateTime(_PortableType):
             return _clickhouse_micros  # the span writer's path: once per timestamp per row
         if dialect.name == "sqlite":
             return _sqlite_text
-        return super().bind_processor(dialect)
+        # process_bind_param without TypeDecorator's wrapper: asyncpg's DateTime has no
+        # processor of its own to chain, and the wrapper cost ~0.25 us a timestamp
+        return _in_utc
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         if dialect.name == "sqlite":
@@ -211,14 +213,20 @@ def _clickhouse_micros(value: datetime | None) -> int | None:
     return to_micros(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
+def _in_utc(value: datetime | None) -> datetime | None:
+    """An aware datetime in UTC; a naive one is taken as UTC."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _sqlite_text(value: datetime | None) -> str | None:
     """The text SQLAlchemy's SQLite DATETIME writes (naive UTC, always with microseconds), made
     by ``isoformat``: ``datetime.replace`` and SQLAlchemy's %-formatting cost ~2 us a value,
     and a span has four."""
+    value = _in_utc(value)
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
