@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from operator import itemgetter
+from operator import is_not, itemgetter
 from typing import Any
 
 import asyncpg
@@ -71,6 +71,18 @@ RAW_DISCONNECTS: tuple[type[BaseException], ...] = (
     *_ASYNCPG_DISCONNECTS,
     *clickhouse.NETWORK_ERRORS,
 )
+
+
+_IS_SET = partial(is_not, None)
+
+
+def sent_columns(rows: Sequence[Mapping[str, Any]], left_null: frozenset[str]) -> tuple[str, ...]:
+    """The columns a batch's INSERT names: the rows' keys, less the ``left_null`` columns no
+    row sets. A span batch leaves 11 of its 23 columns empty; naming them cost a tenth of
+    a PostgreSQL batch's time (an array of NULLs each to encode, send and unnest)."""
+    return tuple(
+        c for c in rows[0] if c not in left_null or any(map(_IS_SET, map(itemgetter(c), rows)))
+    )
 
 
 def _column_of(bind_name: str) -> str:
@@ -195,6 +207,7 @@ class StatementCache:
         self.dialect = dialect
         self._size = size
         self._entries: OrderedDict[Any, Compiled] = OrderedDict()
+        self._left_null: dict[Any, frozenset[str]] = {}
 
     def get(self, key: Any, build: Callable[[], ClauseElement]) -> Compiled:
         found = self._entries.get(key)
@@ -208,6 +221,23 @@ class StatementCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def left_null(self, statement: Insert) -> frozenset[str]:
+        """The columns an INSERT into ``statement``'s table may leave out when no row sets
+        them: nullable, no default of any kind, not in the key. Left out, they are NULL all
+        the same, and so is an upsert's ``excluded.<column>``."""
+        table: Any = statement.table
+        found = self._left_null.get(table)  # a Table hashes by identity
+        if found is None:
+            found = self._left_null[table] = frozenset(
+                c.key
+                for c in table.c
+                if c.nullable
+                and not c.primary_key
+                and c.default is None
+                and c.server_default is None
+            )
+        return found
 
 
 class FastConnection:
@@ -258,7 +288,7 @@ class FastConnection:
         """The multi-row VALUES statements for ``rows``, with their arguments."""
         if not rows:
             return
-        columns = tuple(rows[0])
+        columns = sent_columns(rows, self._cache.left_null(statement))
         per_statement = max(1, self.MAX_PARAMETERS // len(columns))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
@@ -338,7 +368,7 @@ class _ClickHouseConnection(_SQLAlchemyConnection):
     ) -> list[tuple[Any, ...]]:
         if not rows:
             return []
-        columns = tuple(rows[0])
+        columns = sent_columns(rows, self._cache.left_null(statement))
         compiled = self._cache.get(
             (id(statement), columns, 1), partial(self._values_for, statement, columns, 1)
         )  # the one-row VALUES statement, shared with insert_many's single-row chunks
@@ -372,7 +402,7 @@ class _AsyncpgConnection(FastConnection):
     ) -> list[tuple[Any, ...]]:
         if not rows:
             return []
-        columns = tuple(rows[0])
+        columns = sent_columns(rows, self._cache.left_null(statement))
         compiled = self._cache.get(
             (id(statement), columns, "arrays"), lambda: insert_from_arrays(statement, columns)
         )

@@ -381,6 +381,31 @@ async def test_a_span_rewritten_with_a_start_in_another_month_is_replaced(
     assert [s.started_at for s in (await obs.list_traces()).items] == [T0]
 
 
+async def test_a_newer_version_that_leaves_fields_empty_clears_them(
+    obs: ObservabilityStore,
+) -> None:
+    """A batch in which no span sets a field still stores that field as None: a replaced
+    span keeps nothing of the old version (the fast paths leave such columns out of the
+    INSERT, which must not mean "keep what is stored")."""
+    stored = full_span(parent_span_id=None)
+    await obs.create_span(stored)
+    bare = Span(
+        trace_id=stored.trace_id,
+        span_id=stored.span_id,
+        name="bare",
+        started_at=stored.started_at,
+        updated_at=stored.updated_at + timedelta(seconds=1),
+    )
+    await obs.batch_create_spans([bare, span("t2")])  # t2 sets none of bare's empty fields
+    got = await obs.get_span(stored.trace_id, stored.span_id)
+    assert got is not None and as_dict(got) == as_dict(bare)
+    assert got.status == "running"
+    for field in FILTERS:
+        assert (await obs.list_traces(**{field: getattr(stored, field)})).items == [], field
+    assert (await obs.list_traces(status="error")).items == []
+    assert sorted(trace_ids(await both_ways(obs, status="running"))) == ["t2", stored.trace_id]
+
+
 async def test_a_retried_batch_does_not_undo_an_update(obs: ObservabilityStore) -> None:
     """A batch re-sent after ``update_span`` (a writer retry) leaves the update in place."""
     batch = [span("t"), child("t", "c")]
