@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from operator import is_not, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -73,15 +73,18 @@ RAW_DISCONNECTS: tuple[type[BaseException], ...] = (
 )
 
 
-_IS_SET = partial(is_not, None)
-
-
 def sent_columns(rows: Sequence[Mapping[str, Any]], left_null: frozenset[str]) -> tuple[str, ...]:
     """The columns a batch's INSERT names: the rows' keys, less the ``left_null`` columns no
     row sets. A span batch leaves 11 of its 23 columns empty; naming them cost a tenth of
-    a PostgreSQL batch's time (an array of NULLs each to encode, send and unnest)."""
+    a PostgreSQL batch's time (an array of NULLs each to encode, send and unnest) and a
+    fifth of a ClickHouse one's."""
+    n = len(rows)
     return tuple(
-        c for c in rows[0] if c not in left_null or any(map(_IS_SET, map(itemgetter(c), rows)))
+        c
+        for c in rows[0]
+        if c not in left_null
+        or rows[0][c] is not None
+        or list(map(itemgetter(c), rows)).count(None) < n  # C loops: ~10 ns a row
     )
 
 
@@ -151,7 +154,7 @@ class Compiled:
             raise TypeError("column_lists takes a one-row INSERT of exactly these columns")
         out = []
         for name, _, process in self._binds:
-            values = [row[_column_of(name)] for row in rows]
+            values = list(map(itemgetter(_column_of(name)), rows))
             if process is not None:
                 values = [None if value is None else process(value) for value in values]
             out.append(values)
