@@ -226,6 +226,16 @@ async def test_save_messages_upserts_and_moves_between_threads(memory: MemorySto
     assert stored.created_at == T0 + timedelta(milliseconds=1)
 
 
+async def test_a_re_saved_message_without_resource_id_clears_it(memory: MemoryStore) -> None:
+    """A batch in which no message sets ``resource_id`` stores None for each of them: a
+    re-saved message keeps nothing of the old one's (a batch's INSERT leaves such columns
+    out, which must not mean "keep what is stored")."""
+    await seed(memory, "t1", 2)
+    await memory.save_messages([msg(0, resource_id=None), msg(5, resource_id=None)])
+    stored = await memory.get_messages(["t1-m0000", "t1-m0001", "t1-m0005"])
+    assert [m.resource_id for m in stored] == [None, "user-1", None]
+
+
 async def test_save_messages_returns_what_is_stored(memory: MemoryStore) -> None:
     """New and already stored messages in one batch, and timestamps in another zone: each
     returned message equals what is read back, its ``created_at`` in UTC, and a re-saved
