@@ -247,9 +247,11 @@ class FastConnection:
     """A pooled connection that runs statements: ``rows()`` for one statement,
     ``insert_many()`` for a batch of rows."""
 
-    # Bound parameters in one multi-row VALUES: bounds the SQL text (and the cache) per
-    # statement; past a few hundred rows, more rows a statement save nothing.
+    # Bound parameters and rows in one multi-row VALUES: they bound the SQL text, and the
+    # cache, which holds one statement for each row count a batch's last chunk has (so at
+    # most MAX_ROWS for each set of columns); past ~100 rows, more a statement save nothing.
     MAX_PARAMETERS = 2_000
+    MAX_ROWS = 100
 
     def __init__(self, cache: StatementCache) -> None:
         self._cache = cache
@@ -292,7 +294,7 @@ class FastConnection:
         if not rows:
             return
         columns = sent_columns(rows, self._cache.left_null(statement))
-        per_statement = max(1, self.MAX_PARAMETERS // len(columns))
+        per_statement = max(1, min(self.MAX_ROWS, self.MAX_PARAMETERS // len(columns)))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             compiled = self._cache.get(
