@@ -226,14 +226,15 @@ async def test_save_messages_upserts_and_moves_between_threads(memory: MemorySto
     assert stored.created_at == T0 + timedelta(milliseconds=1)
 
 
-async def test_a_re_saved_message_without_resource_id_clears_it(memory: MemoryStore) -> None:
-    """A batch in which no message sets ``resource_id`` stores None for each of them: a
-    re-saved message keeps nothing of the old one's (a batch's INSERT leaves such columns
-    out, which must not mean "keep what is stored")."""
-    await seed(memory, "t1", 2)
+async def test_resource_id_set_to_none_is_cleared(memory: MemoryStore) -> None:
+    """A batch in which no message sets ``resource_id`` stores None for each of them, by
+    ``save_messages`` and by ``update_messages`` (a batch's INSERT leaves such columns out,
+    which must not mean "keep what is stored")."""
+    await seed(memory, "t1", 4)
     await memory.save_messages([msg(0, resource_id=None), msg(5, resource_id=None)])
-    stored = await memory.get_messages(["t1-m0000", "t1-m0001", "t1-m0005"])
-    assert [m.resource_id for m in stored] == [None, "user-1", None]
+    await memory.update_messages([{"id": "t1-m0002", "resource_id": None}])
+    stored = await memory.get_messages([f"t1-m000{i}" for i in range(6)])
+    assert [m.resource_id for m in stored] == [None, "user-1", None, "user-1", None]
 
 
 async def test_save_messages_returns_what_is_stored(memory: MemoryStore) -> None:
