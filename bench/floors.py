@@ -307,7 +307,6 @@ CREATE TABLE floor_spans (
     error jsonb, entity_type text, entity_id text, entity_name text, user_id text,
     resource_id text, run_id text, session_id text, thread_id text, environment text,
     service_name text, PRIMARY KEY (trace_id, span_id));
-CREATE INDEX ix_floor_spans_trace ON floor_spans (trace_id, started_at);
 """
 SPAN_SELECT = f"SELECT {SPAN_COLUMNS} FROM floor_spans WHERE trace_id = {{0}} ORDER BY started_at"
 

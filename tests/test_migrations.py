@@ -497,10 +497,10 @@ async def test_sqlite_spans_json_columns_become_text(
         await store.observability.create_span(old)
 
         await schema.upgrade(engine, ["observability"])
-        async with engine.connect() as conn:
-            assert await conn.run_sync(declared) == (
+        async with engine.connect() as conn:  # the rebuild kept both; observability_0007
+            assert await conn.run_sync(declared) == (  # drops (trace_id, started_at)
                 dict.fromkeys(SPAN_JSON_COLUMNS, "TEXT"),
-                indexes,
+                indexes - {"ix_spans_trace_started"},
             )
         got = await store.observability.get_span("t", "root")
         assert got is not None
@@ -514,6 +514,42 @@ async def test_sqlite_spans_json_columns_become_text(
         got = await store.observability.get_span("t", "root")
         assert got is not None and (got.input, got.output) == (1.0, 2**70)
         assert (type(got.input), type(got.output)) == (float, int)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_spans_lose_the_trace_started_index_and_keep_their_rows(
+    backend: str, make_database: Callable[[str], Awaitable[str]]
+) -> None:
+    """observability_0007 drops (trace_id, started_at); reads by trace go by the primary key.
+    Downgraded, the index is back; either way the stored spans are read as before."""
+    store = CompositeStore(await make_database(backend), auto_migrate=False)
+    engine = store.engine("observability")
+
+    def indexes(conn: Connection) -> set[str]:
+        return {i["name"] for i in inspect(conn).get_indexes("spans")}
+
+    spans = [
+        Span(
+            trace_id="t",
+            span_id=f"s{i}",
+            name="n",
+            started_at=datetime(2026, 1, 5, 0, i, tzinfo=UTC),
+        )
+        for i in (3, 1, 2)
+    ]
+    try:
+        await schema.upgrade(engine, ["observability"])
+        await schema.downgrade(engine, ["observability"], "observability_0006")
+        async with engine.connect() as conn:
+            assert "ix_spans_trace_started" in await conn.run_sync(indexes)
+        await store.observability.batch_create_spans(spans)
+        await schema.upgrade(engine, ["observability"])
+        async with engine.connect() as conn:
+            assert await conn.run_sync(indexes) == {"ix_spans_root_started"}
+        trace = await store.observability.get_trace("t")
+        assert trace is not None and [s.span_id for s in trace.spans] == ["s1", "s2", "s3"]
     finally:
         await store.close()
 
