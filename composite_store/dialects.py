@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from composite_store.sqltypes import encode
+from composite_store.sqltypes import JSONDocument, JSONText, encode
 
 
 def upsert(
@@ -156,9 +156,16 @@ def insert_from_arrays(
     few hundred rows is a new statement per size, and asyncpg will not even cache one over
     15 KB. With ``only_if``, no row goes in unless it holds."""
     table: Any = statement.table
-    arrays = [bindparam(f"{c}_all", type_=PG_ARRAY(table.c[c].type, dimensions=1)) for c in columns]
+    documents = {c for c in columns if isinstance(table.c[c].type, JSONDocument)}  # as text
+    arrays = [
+        bindparam(
+            f"{c}_all",
+            type_=PG_ARRAY(JSONText() if c in documents else table.c[c].type, dimensions=1),
+        )
+        for c in columns
+    ]
     rows = func.unnest(*arrays).table_valued(*columns).render_derived()
-    source = select(*(rows.c[c] for c in columns))
+    source = select(*(cast(rows.c[c], JSONB) if c in documents else rows.c[c] for c in columns))
     if only_if is not None:
         source = source.where(only_if)
     return statement.from_select(list(columns), source)

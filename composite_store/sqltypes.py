@@ -242,6 +242,19 @@ def _sqlite_datetime(value: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+class JSONText(TypeDecorator[Any]):
+    """A JSON document bound as text: the element type of PostgreSQL's arrays of documents
+    (``dialects.insert_from_arrays``), which the statement casts to JSONB. asyncpg sends a
+    ``text[]`` in C, where a ``jsonb[]`` calls a Python encoder for every element: ~0.5 us
+    less a span of three documents, client and server together."""
+
+    impl = Text()
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        return _dumps_or_none
+
+
 class JSONDocument(_PortableType):
     """A JSON value (usually a dict). SQL NULL for ``None``."""
 
