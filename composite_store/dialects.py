@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     text,
 )
@@ -33,8 +34,9 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
 
-from composite_store.sqltypes import JSONDocument, JSONText, encode
+from composite_store.sqltypes import EpochMicros, JSONDocument, JSONText, UTCDateTime, encode
 
 
 def upsert(
@@ -156,19 +158,39 @@ def insert_from_arrays(
     few hundred rows is a new statement per size, and asyncpg will not even cache one over
     15 KB. With ``only_if``, no row goes in unless it holds."""
     table: Any = statement.table
-    documents = {c for c in columns if isinstance(table.c[c].type, JSONDocument)}  # as text
+    sent = [_as_array_element(table.c[c].type) for c in columns]
     arrays = [
-        bindparam(
-            f"{c}_all",
-            type_=PG_ARRAY(JSONText() if c in documents else table.c[c].type, dimensions=1),
-        )
-        for c in columns
+        bindparam(f"{c}_all", type_=PG_ARRAY(element, dimensions=1))
+        for c, (element, _) in zip(columns, sent, strict=True)
     ]
     rows = func.unnest(*arrays).table_valued(*columns).render_derived()
-    source = select(*(cast(rows.c[c], JSONB) if c in documents else rows.c[c] for c in columns))
+    source = select(*(read(rows.c[c]) for c, (_, read) in zip(columns, sent, strict=True)))
     if only_if is not None:
         source = source.where(only_if)
     return statement.from_select(list(columns), source)
+
+
+def _as_array_element(
+    type_: TypeEngine[Any],
+) -> tuple[TypeEngine[Any], Callable[[ColumnElement[Any]], ColumnElement[Any]]]:
+    """How a column's values travel in ``insert_from_arrays``: the array's element type and
+    the SQL that reads an element back as the column's type. JSON documents go as text and
+    timestamps as microseconds since the epoch, which asyncpg encodes in C
+    (``sqltypes.JSONText``, ``sqltypes.EpochMicros``); everything else as it is."""
+    if isinstance(type_, JSONDocument):
+        return JSONText(), lambda element: cast(element, JSONB)
+    if isinstance(type_, UTCDateTime):
+        return EpochMicros(), _timestamptz_of_micros
+    return type_, lambda element: element
+
+
+def _timestamptz_of_micros(micros: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Microseconds since the epoch as timestamptz, exactly: whole seconds through
+    ``to_timestamp`` (a float8 that holds them, and their product with 10^6, exactly), the
+    rest as an interval. Integer division truncates, and the remainder keeps the sign."""
+    million: ColumnElement[Any] = literal_column("1000000")
+    seconds = func.to_timestamp(micros.op("/")(million))
+    return seconds + micros.op("%")(million) * literal_column("interval '1 microsecond'")
 
 
 def writes_in_one_statement(dialect_name: str) -> bool:
