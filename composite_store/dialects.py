@@ -4,6 +4,7 @@ branching on the dialect themselves."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +37,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
-from composite_store.sqltypes import EpochMicros, JSONDocument, JSONText, UTCDateTime, encode
+from composite_store.sqltypes import (
+    EpochMicros,
+    JSONDocument,
+    JSONText,
+    UTCDateTime,
+    encode,
+    to_micros,
+)
 
 
 def upsert(
@@ -187,10 +195,21 @@ def _as_array_element(
 def _timestamptz_of_micros(micros: ColumnElement[Any]) -> ColumnElement[Any]:
     """Microseconds since the epoch as timestamptz, exactly: whole seconds through
     ``to_timestamp`` (a float8 that holds them, and their product with 10^6, exactly), the
-    rest as an interval. Integer division truncates, and the remainder keeps the sign."""
+    rest as an interval. Integer division truncates, and the remainder keeps the sign.
+    ``datetime.max`` and ``datetime.min`` become +/-infinity, as asyncpg binds them in every
+    other statement (a filter at ``datetime.max`` must find what a batch stored there)."""
     million: ColumnElement[Any] = literal_column("1000000")
     seconds = func.to_timestamp(micros.op("/")(million))
-    return seconds + micros.op("%")(million) * literal_column("interval '1 microsecond'")
+    exact = seconds + micros.op("%")(million) * literal_column("interval '1 microsecond'")
+    return case(
+        (micros == literal_column(str(_MAX_MICROS)), literal_column("'infinity'::timestamptz")),
+        (micros == literal_column(str(_MIN_MICROS)), literal_column("'-infinity'::timestamptz")),
+        else_=exact,
+    )
+
+
+_MAX_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
+_MIN_MICROS = to_micros(datetime.min.replace(tzinfo=UTC))
 
 
 def writes_in_one_statement(dialect_name: str) -> bool:

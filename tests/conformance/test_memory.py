@@ -260,6 +260,18 @@ async def test_save_messages_returns_what_is_stored(memory: MemoryStore) -> None
     assert ids(await memory.list_messages("t1")) == order
 
 
+async def test_messages_at_the_first_and_last_instants_are_found_by_them(
+    memory: MemoryStore,
+) -> None:
+    """Every write path stores ``datetime.min``/``datetime.max`` (UTC) as a filter binds
+    them (PostgreSQL: -/+infinity)."""
+    first, last = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    await seed(memory, "t1", 1)
+    await memory.save_messages([msg(1, created_at=first), msg(2, created_at=last)])
+    assert ids(await memory.list_messages("t1", start=last)) == ["t1-m0002"]
+    assert ids(await memory.list_messages("t1", end=first)) == ["t1-m0001"]
+
+
 async def test_save_messages_bumps_thread_updated_at(memory: MemoryStore) -> None:
     old = T0 - timedelta(days=3)
     await memory.save_thread(Thread(id="t1", resource_id="u", updated_at=old))

@@ -819,6 +819,34 @@ async def test_start_and_end_are_inclusive_on_started_at(obs: ObservabilityStore
     assert (trace_ids(page), page.total, page.has_more) == (["t4", "t3"], 4, True)
 
 
+async def test_the_first_and_last_instants_are_found_and_compared_as_stored(
+    obs: ObservabilityStore,
+) -> None:
+    """Spans at ``datetime.min``/``datetime.max`` (UTC) are found by filters at those
+    instants, and a batch re-sent after ``update_span`` at ``datetime.max`` still replaces
+    it (same ``updated_at``): every write path stores those instants alike (on PostgreSQL a
+    parameter binds them as -/+infinity, so a batch's arrays must too)."""
+    first, last = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    await obs.batch_create_spans(
+        [span("first", started_at=first), span("mid"), span("last", started_at=last)]
+    )
+
+    async def listed(**kw: Any) -> list[str]:
+        return trace_ids(await both_ways(obs, order_by="started_at", descending=False, **kw))
+
+    assert await listed(start=last) == ["last"]
+    assert await listed(end=first) == ["first"]
+    assert await listed(start=first, end=last) == ["first", "mid", "last"]
+    got = await obs.get_span("last", "root")
+    assert got is not None and got.started_at == last
+
+    await obs.batch_create_spans([span("u", updated_at=last)])
+    await obs.update_span("u", "root", name="updated")  # updated_at stays at the last instant
+    await obs.batch_create_spans([span("u", updated_at=last, name="re-sent")])
+    got = await obs.get_span("u", "root")
+    assert got is not None and (got.name, got.updated_at) == ("re-sent", last)
+
+
 # -- list_traces: pages and order -------------------------------------------------------------
 async def test_list_traces_pages(obs: ObservabilityStore) -> None:
     """7 traces at 3 a page: 3/3/1, has_more True/True/False, total 7, newest first."""
