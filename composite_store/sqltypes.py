@@ -170,9 +170,9 @@ class UTCDateTime(_PortableType):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        value = _in_utc(value)
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         if dialect.name == "clickhouse":
             return to_micros(value)
         if dialect.name == "sqlite":
@@ -203,7 +203,7 @@ class UTCDateTime(_PortableType):
         if isinstance(value, str):  # SQLite rows written by raw SQL
             value = datetime.fromisoformat(value)
         assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _in_utc(value)
 
 
 def _epoch_micros(value: datetime | None) -> int | None:
@@ -238,8 +238,7 @@ def _sqlite_datetime(value: str | None) -> datetime | None:
             return datetime.fromisoformat(value + "+00:00")
         except ValueError:
             pass  # text with its own offset (written by another tool): the long way
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return _in_utc(datetime.fromisoformat(value))
 
 
 class JSONText(TypeDecorator[Any]):
