@@ -411,7 +411,7 @@ class _AsyncpgConnection(FastConnection):
         compiled = self._cache.get(
             (id(statement), columns, "arrays"), lambda: insert_from_arrays(statement, columns)
         )
-        params = {f"{c}_all": [row[c] for row in rows] for c in columns}
+        params = {f"{c}_all": list(map(itemgetter(c), rows)) for c in columns}
         return compiled.convert(await self._execute(compiled.sql, compiled.arguments(params)))
 
     async def _execute(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
