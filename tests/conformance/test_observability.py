@@ -819,6 +819,25 @@ async def test_start_and_end_are_inclusive_on_started_at(obs: ObservabilityStore
     assert (trace_ids(page), page.total, page.has_more) == (["t4", "t3"], 4, True)
 
 
+async def test_instants_before_1970_keep_their_microseconds(obs: ObservabilityStore) -> None:
+    """Times before the epoch, with microseconds, round-trip and sort by instant (PostgreSQL's
+    batches carry them as negative microseconds, whose division and remainder must agree)."""
+    times = [
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(1901, 1, 1, 0, 0, 0, 500000, tzinfo=UTC),
+        datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ]
+    await obs.batch_create_spans(
+        [span(f"t{i}", started_at=t, ended_at=t + US) for i, t in enumerate(times)]
+    )
+    for i, t in enumerate(times):
+        got = await obs.get_span(f"t{i}", "root")
+        assert got is not None and (got.started_at, got.ended_at) == (t, t + US)
+    page = await obs.list_traces(order_by="started_at", descending=False)
+    assert trace_ids(page) == ["t2", "t1", "t0", "t3"]
+
+
 async def test_the_first_and_last_instants_are_found_and_compared_as_stored(
     obs: ObservabilityStore,
 ) -> None:
