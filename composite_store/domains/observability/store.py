@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select
 
+from composite_store import batchcheck as check
 from composite_store import validation as v
 from composite_store.dialects import (
     after_delete,
@@ -35,6 +36,7 @@ from composite_store.domains.base import (
     hydrate_all,
     model_columns,
     model_row,
+    model_rows,
     table_of,
 )
 from composite_store.domains.observability.models import Span
@@ -82,6 +84,7 @@ SPAN_KEYS = tuple(str(column.key) for column in model_columns(Span))
 # JSON document fields, and whether each must be an object
 JSON_FIELDS = {"error": True, "attributes": True, "input": False, "output": False}
 OPTIONAL_IDS = ("parent_span_id", *FILTERS)
+COLUMNWISE_FROM = 16  # spans in a batch; below, each column's set-up costs more than it saves
 
 
 class ObservabilityStore(DomainStore):
@@ -97,8 +100,7 @@ class ObservabilityStore(DomainStore):
         producers skip building an ORM object per span, which costs more than checking it."""
         if isinstance(spans_, Span | Mapping | str | bytes) or not isinstance(spans_, Iterable):
             raise ValidationError("batch_create_spans takes a list of spans")
-        rows = [span_row(span, f"spans[{i}]") for i, span in enumerate(spans_)]
-        await self.insert_rows(rows)
+        await self.insert_rows(span_rows(list(spans_)))
 
     async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
         """Write checked rows (``span_row``); the span writer's path."""
@@ -304,7 +306,9 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def span_row(span: object, where: str) -> dict[str, Any]:
     """Check a span (a ``Span`` or a mapping of its fields) and turn it into a row whose JSON
-    documents are already serialised; raises ValidationError naming ``where``."""
+    documents are already serialised; raises ValidationError naming ``where``. One span's
+    checks, one value at a time: ``span_rows`` makes the same for a batch, a column at a
+    time (a column costs ~1 us more to set up, and ~0.1 us less a value)."""
     row = model_row(span, Span, where)
     for name in ("trace_id", "span_id", "name"):
         if not v.plain_id(row[name]):
@@ -326,3 +330,25 @@ def span_row(span: object, where: str) -> dict[str, Any]:
         if value is not None or name == "attributes":
             row[name] = v.json_text(value, f"{where}.{name}", dict_only=dict_only)
     return row
+
+
+def span_rows(spans_: Sequence[object], where: str = "spans") -> list[dict[str, Any]]:
+    """``span_row`` of each span, named ``where[i]``. From ``COLUMNWISE_FROM`` spans on, the
+    same checks a column at a time (``batchcheck``): ~3.7 us a span instead of ~6."""
+    if len(spans_) < COLUMNWISE_FROM:
+        return [span_row(span, f"{where}[{i}]") for i, span in enumerate(spans_)]
+    rows = model_rows(spans_, Span, where)
+    for name in ("trace_id", "span_id", "name"):
+        check.ids(rows, name, where)
+    for name in OPTIONAL_IDS:
+        check.ids(rows, name, where, optional=True)
+    for name in ("started_at", "created_at", "updated_at"):
+        check.datetimes(rows, name, where)
+    check.datetimes(rows, "ended_at", where, optional=True)
+    early = check.first_before(rows, "ended_at", "started_at")
+    if early is not None:
+        raise ValidationError(f"{where}[{early}]: ended_at is before started_at")
+    for name, dict_only in JSON_FIELDS.items():
+        optional = name != "attributes"
+        check.json_documents(rows, name, where, dict_only=dict_only, optional=optional)
+    return rows
