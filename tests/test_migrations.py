@@ -554,17 +554,24 @@ async def test_spans_lose_the_trace_started_index_and_keep_their_rows(
         await store.close()
 
 
-def _narrow_roots_upgrade() -> tuple[str, ...]:
-    """observability_0006's statements, read from the revision itself."""
+def _upgrade_statements(revision_file: str) -> tuple[str, ...]:
+    """An observability revision's UPGRADE statements, read from the revision itself."""
     import importlib.util
 
-    versions = REPO / "migrations" / "versions" / "observability"
-    path = versions / "observability_0006_clickhouse_narrow_trace_roots.py"
-    spec = importlib.util.spec_from_file_location("observability_0006", path)
+    path = REPO / "migrations" / "versions" / "observability" / revision_file
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return tuple(module.UPGRADE)
+
+
+def _narrow_roots_upgrade() -> tuple[str, ...]:
+    return _upgrade_statements("observability_0006_clickhouse_narrow_trace_roots.py")
+
+
+def _one_map_upgrade() -> tuple[str, ...]:
+    return _upgrade_statements("observability_0008_clickhouse_cheaper_root_tags.py")
 
 
 @pytest.mark.parametrize("stopped_after", [None, *range(len(_narrow_roots_upgrade()))])
@@ -626,5 +633,88 @@ async def test_clickhouse_trace_roots_replace_root_spans(
         await schema.upgrade(engine, ["observability"])
         assert await listed(user_id="u1") == ["open", "ok"]
         assert await listed() == ["down", "after", "open", "bad", "ok"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("stopped_after", [None, *range(len(_one_map_upgrade()))])
+async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
+    make_database: Callable[[str], Awaitable[str]], stopped_after: int | None
+) -> None:
+    """observability_0008, from a clean start or after a run stopped after any step: the new
+    view writes each root's tags as the old one did, for every combination of filters set,
+    and list_traces finds roots written under either by each filter; a downgrade brings the
+    old view back."""
+    url = await make_database("clickhouse")
+    store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
+    engine = store.engine("observability")
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    filters = ("span_type", "user_id", "session_id", "service_name")
+
+    def roots(prefix: str, day: int) -> list[Span]:
+        """A root with each subset of four filters set, and one child."""
+        made = [
+            Span(
+                trace_id=f"{prefix}{mask:02}",
+                span_id="r",
+                name="n",
+                started_at=t0.replace(day=day, minute=mask),
+                **{name: f"{name}-v" for bit, name in enumerate(filters) if mask >> bit & 1},
+            )
+            for mask in range(16)
+        ]
+        child = Span(
+            trace_id=f"{prefix}15", span_id="c", parent_span_id="r", name="n", started_at=t0
+        )
+        return [*made, child]
+
+    async def tags() -> dict[str, list[str]]:
+        async with engine.connect() as conn:
+            query = "SELECT trace_id, tags FROM trace_roots FINAL ORDER BY trace_id"
+            return {trace_id: sorted(tags) for trace_id, tags in await conn.execute(text(query))}
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            query = "SELECT name FROM system.tables WHERE database = currentDatabase()"
+            return set((await conn.execute(text(query))).scalars())
+
+    async def listed(**kw: Any) -> list[str]:
+        page = await store.observability.list_traces(with_total=False, **kw)
+        return sorted(s.trace_id for s in page.items)
+
+    try:
+        await schema.upgrade(engine, ["observability"], "observability_0007")
+        await store.observability.batch_create_spans(roots("old", 5))
+        async with engine.connect() as conn:
+            for step, statement in enumerate(_one_map_upgrade()):
+                if stopped_after is None:
+                    break
+                await conn.execute(text(statement))
+                if step == stopped_after:
+                    break
+        await schema.upgrade(engine, ["observability"])
+        assert "trace_roots_feed_0008" in await tables()
+        assert "trace_roots_feed" not in await tables()
+        await store.observability.batch_create_spans(roots("new", 6))
+        found = await tags()
+        assert len(found) == 32
+        for mask in range(16):
+            assert found[f"new{mask:02}"] == found[f"old{mask:02}"]
+        assert found["new15"] == sorted(f"{name}={name}-v" for name in filters)
+        for name in filters:
+            expected = sorted(
+                f"{prefix}{mask:02}"
+                for prefix in ("old", "new")
+                for mask in range(16)
+                if mask >> filters.index(name) & 1
+            )
+            assert await listed(**{name: f"{name}-v"}, per_page=None) == expected
+
+        await schema.downgrade(engine, ["observability"], "observability_0007")
+        assert "trace_roots_feed" in await tables()
+        assert "trace_roots_feed_0008" not in await tables()
+        await store.observability.batch_create_spans(roots("down", 7))
+        found = await tags()
+        assert all(found[f"down{mask:02}"] == found[f"new{mask:02}"] for mask in range(16))
     finally:
         await store.close()

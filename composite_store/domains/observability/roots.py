@@ -5,8 +5,8 @@ span_id)``, the key its ReplacingMergeTree folds row versions by, and 18.16 cann
 table in another order or skip by index: ``list_traces`` read every span with FINAL (1.2 s
 at 1M spans, 62x its time at 10k). ``trace_roots`` (revision ``observability_0006``, which
 replaced 0004's ``root_spans``, a copy of every column) is fed by a materialized view with
-every root-span version's key, times, failure and id filters (as ``name=value`` tags): a
-tenth of the rows, seven small columns.
+every root-span version's key, times, failure and id filters (as ``name=value`` tags, made
+by one ``arrayMap`` since ``observability_0008``): a tenth of the rows, seven small columns.
 
 The view sees each inserted version alone, so it cannot see a root span rewritten later as a
 child (a new ``parent_span_id``): that span's last root version stays in ``trace_roots``.
