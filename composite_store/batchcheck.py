@@ -2,8 +2,8 @@
 
 The ``validation`` module checks one value per Python call: for a 500-span batch that is
 ~10,000 calls, about a third of what writing the batch costs the client. Here the common
-case (plain ASCII ids, datetimes in UTC, documents that are strings or flat objects) is told
-for a whole column by C loops (``set(map(type, ...))``, ``str.join``, ``orjson``). A column
+case (plain ASCII ids, datetimes in UTC, plain JSON documents) is told for a whole column by
+C loops (``set(map(type, ...))``, ``str.join``, orjson writing and reading back). A column
 this fast test does not pass is checked value by value by ``validation`` itself, which also
 writes the error message: so a batch is accepted or refused exactly as it would be row by
 row, and stored the same (``tests/test_batchcheck.py`` holds the two side by side).
@@ -126,8 +126,9 @@ def json_documents(
 def _plain_texts(
     values: list[Any], dict_only: bool, optional: bool
 ) -> list[JSONBytes | None] | None:
-    """The documents' texts if each is a string (unless ``dict_only``) or a flat object of
-    plain values (``validation._is_plain_json`` of depth one) that orjson writes; else None."""
+    """The documents' texts if each is a string (unless ``dict_only``), a flat object of
+    plain values (``validation._is_plain_json`` of depth one, told by the types of all its
+    values at once), or any other document that reads back equal; else None."""
     kinds = set(map(type, values))
     present = values
     if optional and _NONE in kinds:
@@ -141,20 +142,36 @@ def _plain_texts(
         # keys: orjson refuses any but exact str (below), as validation._walk has them
         leaves = list(chain.from_iterable(map(dict.values, present)))
         kinds_of_leaves = set(map(type, leaves))
-        if not kinds_of_leaves <= _FLAT_LEAVES:
-            return None
-        if float in kinds_of_leaves and not all(
-            map(math.isfinite, (leaf for leaf in leaves if type(leaf) is float))
-        ):
-            return None  # NaN or Infinity: orjson would write null
-    else:
-        return None
+        if not kinds_of_leaves <= _FLAT_LEAVES or (
+            float in kinds_of_leaves
+            and not all(map(math.isfinite, (leaf for leaf in leaves if type(leaf) is float)))
+        ):  # nested, or NaN or Infinity (orjson would write null), or some other type
+            return _read_back(values, present)
+    elif dict_only:
+        return None  # validation says which one is not an object
+    else:  # lists, numbers, or a mix
+        return _read_back(values, present)
     try:
         # copies, as validation._plain_bytes makes: orjson's own bytes keep its buffer
         texts = list(map(bytes, map(memoryview, map(orjson.dumps, present))))  # type: ignore[arg-type]
     except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a lone surrogate
         return None
-    if b"\\u0000" in b"".join(texts):  # possibly a NUL: validation decides
+    return _in_place(values, present, texts)
+
+
+def _read_back(values: list[Any], present: list[Any]) -> list[JSONBytes | None] | None:
+    """Objects that are not flat: plain if each reads back equal (one C loop), as
+    ``validation.json_text`` tells one by one."""
+    texts = v.read_back_texts(present)
+    return None if texts is None else _in_place(values, present, texts)
+
+
+def _in_place(
+    values: list[Any], present: list[Any], texts: list[JSONBytes]
+) -> list[JSONBytes | None] | None:
+    """``texts`` (of ``present``) where ``values`` has documents, None where it has None;
+    None if a text may hold a NUL (validation decides)."""
+    if b"\\u0000" in b"".join(texts):
         return None
     if present is values:
         return texts  # type: ignore[return-value]

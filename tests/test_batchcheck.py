@@ -5,6 +5,7 @@ opinion. Batches are plain spans with a few hostile values put in."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,6 +27,14 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 class Key(str):
     """A str subclass: not a plain document's key (its text is the standard encoder's)."""
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Colour(enum.Enum):
+    RED = "red"
 
 
 ID_FIELDS = ("trace_id", "span_id", "name", *observability.OPTIONAL_IDS)
@@ -66,6 +75,13 @@ ODD_DOCUMENTS: list[Any] = [
     {"ü": "é"},
     {Key("k"): 1e-7},  # the standard encoder writes 1e-07, orjson 1e-7
     {"k": 1e-7},
+    {"level": Level.HIGH},
+    {"colour": Colour.RED},
+    {"pair": (1, 2)},
+    {"parts": [{"type": "text", "text": "hi"}], "format": 2},
+    {"parts": [{"n": float("nan")}]},
+    {"when": START},
+    ["a", ("b",)],
 ]
 
 

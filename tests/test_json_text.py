@@ -5,6 +5,7 @@ its own writes NaN as ``null`` and accepts UUIDs and Enums."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import math
@@ -76,6 +77,26 @@ class Name(str):
     pass
 
 
+class Tone(enum.StrEnum):
+    WARM = "chaleureux é"
+
+
+class Touchy(enum.Enum):
+    """An Enum whose comparison raises: reading back must not let it out."""
+
+    A = "a"
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("compared")
+
+    __hash__ = enum.Enum.__hash__
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
 class Ratio(float):
     pass
 
@@ -91,6 +112,12 @@ ODD = [
     Colour.RED,
     {"k": Level.HIGH},
     Level.HIGH,
+    {"k": [Tone.WARM, {"n": Level.HIGH}]},
+    {"k": Touchy.A},
+    {"k": Point(1)},
+    {"k": [1, (2, {"t": (3,)})]},
+    {"deep": {"er": [{"n": math.nan}]}},
+    {"k": {"nested": OrderedDict(a=1)}},
     {Name("k"): Name("v")},
     {"k": Ratio(0.5)},
     {"k": Ratio("nan")},
