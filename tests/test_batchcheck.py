@@ -1,7 +1,8 @@
 """A batch checked a column at a time (``batchcheck``, ``model_rows``) is accepted or
-refused exactly as the same spans checked one at a time (``span_row``, ``model_row``), and
-makes the same rows: the column checks are a faster way to the same answer, never a second
-opinion. Batches are plain spans with a few hostile values put in."""
+refused exactly as the same spans or messages checked one at a time (``span_row``,
+``_message_row``, ``model_row``), and makes the same rows: the column checks are a faster
+way to the same answer, never a second opinion. Batches are plain rows with a few hostile
+values put in."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from composite_store import ValidationError
 from composite_store import validation as v
 from composite_store.domains.base import model_row, model_rows
+from composite_store.domains.memory import store as memory
 from composite_store.domains.observability import store as observability
 from composite_store.domains.observability.models import Span
 
@@ -158,9 +160,10 @@ def test_column_checks_decide_as_row_checks(size: int, changes: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def columns_from_the_first_span(monkeypatch: pytest.MonkeyPatch) -> None:
+def columns_from_the_first_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch goes the column way, however small."""
     monkeypatch.setattr(observability, "COLUMNWISE_FROM", 0)
+    monkeypatch.setattr(memory, "COLUMNWISE_FROM", 0)
 
 
 def test_a_plain_batch_goes_the_column_way_and_matches() -> None:
@@ -210,3 +213,57 @@ def test_model_rows_fill_defaults_and_take_span_objects() -> None:
     assert [list(row) for row in rows] == [list(model_row(plain_span(0), Span, "s"))] * 3
     with pytest.raises(ValidationError, match=r"spans\[1\]: expected a Span or a mapping"):
         model_rows([plain_span(0), "not a span"], Span, "spans")
+
+
+MESSAGE_IDS = ("id", "thread_id", "role", "type", "resource_id")
+
+
+def plain_message(i: int) -> dict[str, Any]:
+    return {
+        "id": f"m-{i}",
+        "thread_id": "t",
+        "resource_id": None if i % 3 == 0 else "user-1",
+        "role": "user" if i % 2 == 0 else "assistant",
+        "type": "v2",
+        "content": {"format": 2, "parts": [{"type": "text", "text": f"message {i}"}]},
+        "created_at": START + timedelta(milliseconds=i),
+    }
+
+
+def odd_message_values(field: str) -> list[Any]:
+    if field in MESSAGE_IDS:
+        return ODD_IDS
+    return ODD_TIMES if field == "created_at" else ODD_DOCUMENTS
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.integers(1, 30),
+    st.lists(
+        st.tuples(
+            st.integers(0, 29),
+            st.sampled_from([*MESSAGE_IDS, "content", "created_at"]).flatmap(
+                lambda field: st.tuples(st.just(field), st.sampled_from(odd_message_values(field)))
+            ),
+        ),
+        max_size=2,
+    ),
+)
+def test_messages_checked_by_column_decide_as_row_checks(size: int, changes: Any) -> None:
+    messages = [plain_message(i) for i in range(size)]
+    for index, (field, value) in changes:
+        messages[index % size][field] = value
+    by_column = outcome(partial(memory._message_rows, messages))
+    one_by_one = outcome(
+        lambda: [memory._message_row(message, i) for i, message in enumerate(messages)]
+    )
+    if isinstance(one_by_one, str) or isinstance(by_column, str):
+        assert isinstance(one_by_one, str) and isinstance(by_column, str)
+        if len(changes) == 1:
+            assert by_column == one_by_one
+    else:
+        assert by_column == one_by_one
