@@ -39,25 +39,29 @@ def column(rows: Sequence[Row], name: str) -> list[Any]:
     return list(map(itemgetter(name), rows))
 
 
-def ids(rows: Sequence[Row], name: str, batch: str, *, optional: bool = False) -> None:
-    """``validation.require_id`` (or ``optional_id``) of a column."""
-    values = column(rows, name)
-    if _plain_ids(values, optional):
-        return
-    for index, value in enumerate(values):
-        if not (optional and value is None) and not v.plain_id(value):
-            v.require_id(value, f"{batch}[{index}].{name}")
+def ids(rows: Sequence[Row], names: tuple[str, ...], batch: str, *, optional: bool = False) -> None:
+    """``validation.require_id`` (or ``optional_id``) of some columns. Each distinct value
+    is told once: a batch's ids repeat (its trace ids, span names, mostly-empty filters)."""
+    pick = itemgetter(*names)
+    values = list(chain.from_iterable(map(pick, rows)) if len(names) > 1 else map(pick, rows))
+    # every value a str (or None): only then can equal values be told once (a set keeps one
+    # of each, and an object of another type may compare equal to a str)
+    if set(map(type, values)) <= ({str, _NONE} if optional else _STR):
+        distinct = set(values)
+        distinct.discard(None)
+        if not distinct or _plain_ids(list(distinct)):
+            return
+    for name in names:
+        values = column(rows, name)
+        for index, value in enumerate(values):
+            if not (optional and value is None) and not v.plain_id(value):
+                v.require_id(value, f"{batch}[{index}].{name}")
 
 
-def _plain_ids(values: list[Any], optional: bool) -> bool:
-    """Whether each value passes ``validation.plain_id`` (or is None, if optional)."""
-    kinds = set(map(type, values))
-    if kinds != _STR:
-        if not optional or not kinds <= {str, _NONE}:
-            return False
-        values = list(_present(values))
-        if not values:
-            return True
+def _plain_ids(values: list[Any]) -> bool:
+    """Whether each of some values (at least one) passes ``validation.plain_id``."""
+    if set(map(type, values)) != _STR:
+        return False
     joined = "".join(values)
     return (
         joined.isascii()

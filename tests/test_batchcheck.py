@@ -44,7 +44,7 @@ TIME_FIELDS = ("started_at", "ended_at", "created_at", "updated_at")
 JSON_FIELDS = tuple(observability.JSON_FIELDS)
 
 ODD_IDS: list[Any] = ["", " ", "\t", "a\x00b", "\ud800", "ü-span", "x" * v.MAX_ID_LENGTH]
-ODD_IDS += ["x" * (v.MAX_ID_LENGTH + 1), 7, b"id", None]
+ODD_IDS += ["x" * (v.MAX_ID_LENGTH + 1), 7, b"id", None, ["an", "unhashable", "list"]]
 ODD_TIMES: list[Any] = [
     datetime(2026, 1, 1),  # naive
     datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=5))),

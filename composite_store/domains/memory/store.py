@@ -590,9 +590,8 @@ def _message_rows(messages: Sequence[object]) -> list[dict[str, Any]]:
     if len(messages) < COLUMNWISE_FROM:
         return [_message_row(message, i) for i, message in enumerate(messages)]
     rows = model_rows(messages, Message, "messages")
-    for key in ("id", "thread_id", "role", "type"):
-        check.ids(rows, key, "messages")
-    check.ids(rows, "resource_id", "messages", optional=True)
+    check.ids(rows, ("id", "thread_id", "role", "type"), "messages")
+    check.ids(rows, ("resource_id",), "messages", optional=True)
     check.json_documents(rows, "content", "messages")
     check.datetimes(rows, "created_at", "messages")
     return rows

@@ -338,10 +338,8 @@ def span_rows(spans_: Sequence[object], where: str = "spans") -> list[dict[str, 
     if len(spans_) < COLUMNWISE_FROM:
         return [span_row(span, f"{where}[{i}]") for i, span in enumerate(spans_)]
     rows = model_rows(spans_, Span, where)
-    for name in ("trace_id", "span_id", "name"):
-        check.ids(rows, name, where)
-    for name in OPTIONAL_IDS:
-        check.ids(rows, name, where, optional=True)
+    check.ids(rows, ("trace_id", "span_id", "name"), where)
+    check.ids(rows, OPTIONAL_IDS, where, optional=True)
     for name in ("started_at", "created_at", "updated_at"):
         check.datetimes(rows, name, where)
     check.datetimes(rows, "ended_at", where, optional=True)
