@@ -36,6 +36,7 @@ from composite_store.dialects import insert_from_arrays
 from composite_store.engines import WRITE_TRANSACTION, autocommit
 from composite_store.errors import CompositeStoreError
 from composite_store.sqlite_inline import busy_delays, is_busy
+from composite_store.sqltypes import column_processor
 
 Processor = Callable[[Any], Any] | None
 # Connections a store's fast path keeps checked out between calls: enough for sequential
@@ -155,9 +156,7 @@ class Compiled:
         out = []
         for name, _, process in self._binds:
             values = list(map(itemgetter(_column_of(name)), rows))
-            if process is not None:
-                values = [None if value is None else process(value) for value in values]
-            out.append(values)
+            out.append(values if process is None else column_processor(process)(values))
         return out
 
     def _row_reader(self, width: int) -> Callable[[Mapping[str, Any]], list[Any]]:
