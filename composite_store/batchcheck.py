@@ -2,8 +2,8 @@
 
 The ``validation`` module checks one value per Python call: for a 500-span batch that is
 ~10,000 calls, about a third of what writing the batch costs the client. Here the common
-case (plain ASCII ids, datetimes in UTC, plain JSON documents) is told for a whole column by
-C loops (``set(map(type, ...))``, ``str.join``, orjson writing and reading back). A column
+case (plain ASCII ids, datetimes in UTC, documents that are strings or flat objects) is told
+for a whole column by C loops (``set(map(type, ...))``, ``str.join``, ``orjson``). A column
 this fast test does not pass is checked value by value by ``validation`` itself, which also
 writes the error message: so a batch is accepted or refused exactly as it would be row by
 row, and stored the same (``tests/test_batchcheck.py`` holds the two side by side).
@@ -15,8 +15,8 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
-from itertools import chain
-from operator import attrgetter, is_not, itemgetter, lt
+from itertools import chain, repeat
+from operator import attrgetter, is_, is_not, itemgetter, lt
 from typing import Any
 
 import orjson
@@ -29,7 +29,6 @@ Row = dict[str, Any]
 _NONE = type(None)
 _STR = frozenset({str})
 _DATETIME = frozenset({datetime})
-_UTC = frozenset({UTC})
 _FLAT_LEAVES = frozenset({str, int, bool, float, _NONE})  # what both JSON encoders write alike
 _present = partial(filter, partial(is_not, None))  # the values that are not None, in C
 _tzinfo = attrgetter("tzinfo")
@@ -89,7 +88,8 @@ def _plain_datetimes(values: list[Any], optional: bool) -> bool:
         if not optional or not kinds <= {datetime, _NONE}:
             return False
         values = list(_present(values))
-    return set(map(_tzinfo, values)) <= _UTC
+    # by identity, as plain_datetime: a tzinfo may be unhashable, or compare equal to UTC
+    return all(map(is_, map(_tzinfo, values), repeat(UTC)))
 
 
 def first_before(rows: Sequence[Row], later: str, earlier: str) -> int | None:
@@ -130,9 +130,9 @@ def json_documents(
 def _plain_texts(
     values: list[Any], dict_only: bool, optional: bool
 ) -> list[JSONBytes | None] | None:
-    """The documents' texts if each is a string (unless ``dict_only``), a flat object of
+    """The documents' texts if each is a string (unless ``dict_only``) or a flat object of
     plain values (``validation._is_plain_json`` of depth one, told by the types of all its
-    values at once), or any other document that reads back equal; else None."""
+    values at once) that orjson writes; else None."""
     kinds = set(map(type, values))
     present = values
     if optional and _NONE in kinds:
@@ -150,24 +150,15 @@ def _plain_texts(
             float in kinds_of_leaves
             and not all(map(math.isfinite, (leaf for leaf in leaves if type(leaf) is float)))
         ):  # nested, or NaN or Infinity (orjson would write null), or some other type
-            return _read_back(values, present)
-    elif dict_only:
-        return None  # validation says which one is not an object
-    else:  # lists, numbers, or a mix
-        return _read_back(values, present)
+            return None
+    else:
+        return None
     try:
         # copies, as validation._plain_bytes makes: orjson's own bytes keep its buffer
         texts = list(map(bytes, map(memoryview, map(orjson.dumps, present))))  # type: ignore[arg-type]
     except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a lone surrogate
         return None
     return _in_place(values, present, texts)
-
-
-def _read_back(values: list[Any], present: list[Any]) -> list[JSONBytes | None] | None:
-    """Objects that are not flat: plain if each reads back equal (one C loop), as
-    ``validation.json_text`` tells one by one."""
-    texts = v.read_back_texts(present)
-    return None if texts is None else _in_place(values, present, texts)
 
 
 def _in_place(

@@ -7,7 +7,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -103,19 +102,16 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONBytes:
     """``require_json``, returning the document serialised (UTF-8) for the database to bind
     as is (``sqltypes.JSONBytes``).
 
-    Plain JSON is serialised by orjson, ~10x faster than the standard encoder (a 10 KB
-    workflow snapshot: 3 against 39 us). A document is plain if orjson reads its text back
-    equal (``_read_back``), or, failing that, if it holds plain types only (``_walk``
-    tells, while it checks keys and depth: a tuple reads back as a list). Anything else goes
-    to the standard encoder, which decides: orjson alone would write NaN as ``null`` and
-    accept a UUID or an Enum. Either way the stored values are the same; the text may differ
-    (orjson writes ``1e-7`` where the other writes ``1e-07``), and nothing compares stored
-    documents as text."""
+    A document of plain JSON types only (``_walk`` tells, while it checks keys and depth)
+    is serialised by orjson, ~10x faster than the standard encoder (a 10 KB workflow
+    snapshot: 3 against 39 us). Anything else, and anything orjson refuses (an int beyond
+    64 bits, a lone surrogate), goes to the standard encoder, which decides: orjson alone
+    would write NaN as ``null`` and accept a UUID or an Enum. Either way the stored values
+    are the same; the text may differ (orjson writes ``1e-7`` where the other writes
+    ``1e-07``), and nothing compares stored documents as text."""
     if dict_only and not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, got {_show(value)}")
-    data = None if type(value) is str else _read_back(value)  # a string is plain anyway
-    if data is None and _is_plain_json(value, name):
-        data = _plain_bytes(value)
+    data = _plain_bytes(value) if _is_plain_json(value, name) else None
     if data is None:
         try:
             text = encode(value)  # not dumps: bytes are not a document
@@ -128,46 +124,6 @@ def json_text(value: object, name: str, *, dict_only: bool = True) -> JSONBytes:
     if b"\\u0000" in data and _NUL_ESCAPE.search(data):  # how both encoders write a NUL
         raise ValidationError(f"{name} must not contain NUL characters (PostgreSQL rejects them)")
     return data
-
-
-# orjson, refusing subclasses of str, int, dict and list: they may compare equal while
-# meaning something else, so the Python walk and the standard encoder decide those
-_strict_dumps = partial(orjson.dumps, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
-def read_back_texts(values: list[Any]) -> list[JSONBytes] | None:
-    """orjson's UTF-8 of each value, if every one reads back equal to its value; else None.
-    Told in C loops for a whole column: a message's content costs ~1.1 us, against ~2.2
-    for ``json_text``'s Python walk. ``_read_back`` says why reading back equal means plain.
-    The texts still need ``json_text``'s NUL check."""
-    try:
-        texts = list(map(_strict_dumps, values))
-        # a string orjson writes reads back equal: only containers need reading back
-        if set(map(type, values)) != {str} and list(map(orjson.loads, texts)) != values:
-            return None
-    except Exception:  # orjson.JSONEncodeError, or an __eq__ of the caller's that raised:
-        return None  # the Python walk and the standard encoder decide
-    return list(map(bytes, map(memoryview, texts)))  # type: ignore[arg-type]  # copies
-
-
-def _read_back(value: object) -> bytes | None:
-    """orjson's UTF-8 of ``value`` if it reads back equal, else None.
-
-    Reading back equal is what plain JSON does: orjson raises on what it cannot write (an
-    int beyond 64 bits, a lone surrogate, a key that is not a str, nesting beyond 254, an
-    unknown type, a subclass), and what it writes its own way does not read back equal:
-    NaN and Infinity (written null), UUIDs and datetimes (strings), dataclasses (objects),
-    Enums (their value), tuples (lists). An IntEnum or StrEnum reads back equal: both
-    encoders write its value.
-    Cheaper than ``_walk`` for any container (a message's content: ~1.1 against ~1.4 us, a
-    10 KB snapshot: 30 against 44)."""
-    try:
-        data = _strict_dumps(value)
-        if orjson.loads(data) != value:
-            return None
-    except Exception:  # orjson.JSONEncodeError, or an __eq__ of the caller's that raised
-        return None
-    return memoryview(data).tobytes()  # a copy, as _plain_bytes makes
 
 
 def _plain_bytes(value: object) -> bytes | None:

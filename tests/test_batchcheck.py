@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import Any
 
@@ -29,6 +29,31 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 class Key(str):
     """A str subclass: not a plain document's key (its text is the standard encoder's)."""
+
+
+class UnhashableUTC(tzinfo):
+    """As dateutil's tzutc: equal to other UTCs, and unhashable."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnhashableUTC)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class PosingAsUTC(tzinfo):
+    """Naive (no offset), yet equal to UTC and hashed like it."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash(UTC)
 
 
 class Level(enum.IntEnum):
@@ -54,6 +79,8 @@ ODD_TIMES: list[Any] = [
     START - timedelta(days=1),  # before the span started
     "2026-01-01",
     None,
+    datetime(2026, 1, 1, tzinfo=UnhashableUTC()),
+    datetime(2026, 1, 1, tzinfo=PosingAsUTC()),
 ]
 ODD_DOCUMENTS: list[Any] = [
     "text with a \x00 NUL",

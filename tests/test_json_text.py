@@ -97,6 +97,25 @@ class Point:
     x: int
 
 
+class Agreeable(enum.Enum):
+    """An Enum equal to its value: orjson writes the value, which reads back equal to it."""
+
+    RED = "red"
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == other if isinstance(other, str) else super().__eq__(other)
+
+    __hash__ = enum.Enum.__hash__
+
+
+@dataclasses.dataclass(eq=False)
+class Anything:
+    a: int = 1
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
 class Ratio(float):
     pass
 
@@ -114,6 +133,8 @@ ODD = [
     Level.HIGH,
     {"k": [Tone.WARM, {"n": Level.HIGH}]},
     {"k": Touchy.A},
+    {"k": Agreeable.RED},
+    {"k": Anything()},
     {"k": Point(1)},
     {"k": [1, (2, {"t": (3,)})]},
     {"deep": {"er": [{"n": math.nan}]}},
