@@ -570,6 +570,21 @@ def _narrow_roots_upgrade() -> tuple[str, ...]:
     return _upgrade_statements("observability_0006_clickhouse_narrow_trace_roots.py")
 
 
+ALL_FILTERS = (  # list_traces's id filters, in the order trace_roots' tags list them
+    "span_type",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "user_id",
+    "resource_id",
+    "run_id",
+    "session_id",
+    "thread_id",
+    "environment",
+    "service_name",
+)
+
+
 def _one_map_upgrade() -> tuple[str, ...]:
     return _upgrade_statements("observability_0008_clickhouse_cheaper_root_tags.py")
 
@@ -649,7 +664,7 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
     store = CompositeStore("sqlite://", {"observability": url}, auto_migrate=False)
     engine = store.engine("observability")
     t0 = datetime(2026, 1, 5, tzinfo=UTC)
-    filters = ("span_type", "user_id", "session_id", "service_name")
+    filters = ("span_type", "user_id", "session_id", "service_name")  # in the view's order
 
     def roots(prefix: str, day: int) -> list[Span]:
         """A root with each subset of four filters set, and one child."""
@@ -663,15 +678,22 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
             )
             for mask in range(16)
         ]
+        every = Span(  # all eleven filters: their tags in the view's order
+            trace_id=f"{prefix}all",
+            span_id="r",
+            name="n",
+            started_at=t0.replace(day=day, hour=1),
+            **{name: f"{name}-v" for name in ALL_FILTERS},
+        )
         child = Span(
             trace_id=f"{prefix}15", span_id="c", parent_span_id="r", name="n", started_at=t0
         )
-        return [*made, child]
+        return [*made, every, child]
 
     async def tags() -> dict[str, list[str]]:
         async with engine.connect() as conn:
             query = "SELECT trace_id, tags FROM trace_roots FINAL ORDER BY trace_id"
-            return {trace_id: sorted(tags) for trace_id, tags in await conn.execute(text(query))}
+            return {trace_id: list(tags) for trace_id, tags in await conn.execute(text(query))}
 
     async def tables() -> set[str]:
         async with engine.connect() as conn:
@@ -697,16 +719,20 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
         assert "trace_roots_feed" not in await tables()
         await store.observability.batch_create_spans(roots("new", 6))
         found = await tags()
-        assert len(found) == 32
+        assert len(found) == 34
         for mask in range(16):
             assert found[f"new{mask:02}"] == found[f"old{mask:02}"]
-        assert found["new15"] == sorted(f"{name}={name}-v" for name in filters)
+        assert found["new15"] == [f"{name}={name}-v" for name in filters]
+        assert found["newall"] == found["oldall"] == [f"{k}={k}-v" for k in ALL_FILTERS]
         for name in filters:
             expected = sorted(
-                f"{prefix}{mask:02}"
-                for prefix in ("old", "new")
-                for mask in range(16)
-                if mask >> filters.index(name) & 1
+                [
+                    f"{prefix}{mask:02}"
+                    for prefix in ("old", "new")
+                    for mask in range(16)
+                    if mask >> filters.index(name) & 1
+                ]
+                + ["oldall", "newall"]
             )
             assert await listed(**{name: f"{name}-v"}, per_page=None) == expected
 
@@ -716,5 +742,6 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
         await store.observability.batch_create_spans(roots("down", 7))
         found = await tags()
         assert all(found[f"down{mask:02}"] == found[f"new{mask:02}"] for mask in range(16))
+        assert found["downall"] == found["newall"]
     finally:
         await store.close()

@@ -32,7 +32,7 @@ depends_on: str | Sequence[str] | None = None
 ONE_MAP = (
     "SELECT trace_id, span_id, updated_at, started_at, ended_at, "
     "error IS NOT NULL AS failed, arrayFilter(tag -> tag != '', arrayMap("
-    "(name, value) -> ifNull(concat(name, value), ''), "
+    "(label, value) -> ifNull(concat(label, value), ''), "
     "['span_type=', 'entity_type=', 'entity_id=', 'entity_name=', 'user_id=', "
     "'resource_id=', 'run_id=', 'session_id=', 'thread_id=', 'environment=', 'service_name='], "
     "[span_type, entity_type, entity_id, entity_name, user_id, "
