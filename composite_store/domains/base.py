@@ -323,7 +323,7 @@ def model_row(value: object, model: type[Any], where: str) -> dict[str, Any]:
 def model_rows(values: Sequence[object], model: type[Any], where: str) -> list[dict[str, Any]]:
     """``model_row`` of each value, named ``where[i]`` in error messages. When every value
     is a plain ``dict`` of known fields with the required ones (bulk callers' usual case),
-    told for the whole batch in C loops: ~0.5 us a row instead of ~1.3."""
+    told for the whole batch in C loops: ~0.8 us a row instead of ~1.3."""
     shape = _shape(model)
     if not (
         set(map(type, values)) == {dict}
