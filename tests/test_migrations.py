@@ -17,9 +17,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from composite_store import DOMAINS, CompositeStore, SchemaOutOfDateError, schema
 from composite_store.domains.base import row_values, table_of
+from composite_store.domains.observability.store import FILTERS  # the tags' order
 from composite_store.models import Span
 from composite_store.registry import spec_for
 
@@ -566,23 +568,18 @@ def _upgrade_statements(revision_file: str) -> tuple[str, ...]:
     return tuple(module.UPGRADE)
 
 
+async def _run_until(
+    conn: AsyncConnection, statements: tuple[str, ...], stopped_after: int | None
+) -> None:
+    """A revision's statements up to and with ``stopped_after`` (none if None): an
+    upgrade that a crash stopped there."""
+    if stopped_after is not None:
+        for statement in statements[: stopped_after + 1]:
+            await conn.execute(text(statement))
+
+
 def _narrow_roots_upgrade() -> tuple[str, ...]:
     return _upgrade_statements("observability_0006_clickhouse_narrow_trace_roots.py")
-
-
-ALL_FILTERS = (  # list_traces's id filters, in the order trace_roots' tags list them
-    "span_type",
-    "entity_type",
-    "entity_id",
-    "entity_name",
-    "user_id",
-    "resource_id",
-    "run_id",
-    "session_id",
-    "thread_id",
-    "environment",
-    "service_name",
-)
 
 
 def _one_map_upgrade() -> tuple[str, ...]:
@@ -620,12 +617,7 @@ async def test_clickhouse_trace_roots_replace_root_spans(
         await schema.upgrade(engine, ["observability"], "observability_0005")
         async with engine.connect() as conn:
             await conn.execute(insert(table_of(Span)), [row_values(s) for s in before])
-            for step, statement in enumerate(_narrow_roots_upgrade()):
-                if stopped_after is None:
-                    break
-                await conn.execute(text(statement))
-                if step == stopped_after:
-                    break
+            await _run_until(conn, _narrow_roots_upgrade(), stopped_after)
         await schema.upgrade(engine, ["observability"])
         assert {"root_spans", "root_spans_feed"}.isdisjoint(await tables())
         assert await listed() == ["open", "bad", "ok"]
@@ -683,7 +675,7 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
             span_id="r",
             name="n",
             started_at=t0.replace(day=day, hour=1),
-            **{name: f"{name}-v" for name in ALL_FILTERS},
+            **{name: f"{name}-v" for name in FILTERS},
         )
         child = Span(
             trace_id=f"{prefix}15", span_id="c", parent_span_id="r", name="n", started_at=t0
@@ -708,12 +700,7 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
         await schema.upgrade(engine, ["observability"], "observability_0007")
         await store.observability.batch_create_spans(roots("old", 5))
         async with engine.connect() as conn:
-            for step, statement in enumerate(_one_map_upgrade()):
-                if stopped_after is None:
-                    break
-                await conn.execute(text(statement))
-                if step == stopped_after:
-                    break
+            await _run_until(conn, _one_map_upgrade(), stopped_after)
         await schema.upgrade(engine, ["observability"])
         assert "trace_roots_feed_0008" in await tables()
         assert "trace_roots_feed" not in await tables()
@@ -723,7 +710,7 @@ async def test_clickhouse_root_tags_from_one_map_are_the_old_ones(
         for mask in range(16):
             assert found[f"new{mask:02}"] == found[f"old{mask:02}"]
         assert found["new15"] == [f"{name}={name}-v" for name in filters]
-        assert found["newall"] == found["oldall"] == [f"{k}={k}-v" for k in ALL_FILTERS]
+        assert found["newall"] == found["oldall"] == [f"{k}={k}-v" for k in FILTERS]
         for name in filters:
             expected = sorted(
                 [
