@@ -1,8 +1,7 @@
 """A batch checked a column at a time (``batchcheck``, ``model_rows``) is accepted or
-refused exactly as the same spans or messages checked one at a time (``span_row``,
-``_message_row``, ``model_row``), and makes the same rows: the column checks are a faster
-way to the same answer, never a second opinion. Batches are plain rows with a few hostile
-values put in."""
+refused exactly as the same spans checked one at a time (``span_row``, ``model_row``), and
+makes the same rows: the column checks are a faster way to the same answer, never a second
+opinion. Batches are plain spans with a few hostile values put in."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from hypothesis import strategies as st
 from composite_store import ValidationError
 from composite_store import validation as v
 from composite_store.domains.base import model_row, model_rows
-from composite_store.domains.memory import store as memory
 from composite_store.domains.observability import store as observability
 from composite_store.domains.observability.models import Span
 
@@ -197,7 +195,6 @@ def same_decision(one_by_one: object, by_column: object, *, odd_values: int) -> 
 def columns_from_the_first_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch goes the column way, however small."""
     monkeypatch.setattr(observability, "COLUMNWISE_FROM", 0)
-    monkeypatch.setattr(memory, "COLUMNWISE_FROM", 0)
 
 
 def test_a_plain_batch_goes_the_column_way_and_matches() -> None:
@@ -237,6 +234,27 @@ def test_model_rows_refuse_as_model_row(odd: object) -> None:
     assert str(by_batch.value) == str(by_row.value)
 
 
+def test_model_rows_of_plain_mappings_fill_defaults_as_model_row() -> None:
+    """The batch's C path (every value a dict): fields left out take the model's defaults,
+    a factory's once a row, where model_row would put them."""
+    spans = batch_of(20, [])
+    for i in (3, 7, 8):
+        del spans[i]["attributes"], spans[i]["created_at"], spans[i]["ended_at"]
+    del spans[11]["parent_span_id"]
+    rows = model_rows(spans, Span, "spans")
+    for i, (row, span) in enumerate(zip(rows, spans, strict=True)):
+        alone = model_row(span, Span, f"spans[{i}]")
+        assert list(row) == list(alone)
+        made = {"created_at", "updated_at"} - set(span)
+        assert {k: v for k, v in row.items() if k not in made} == {
+            k: v for k, v in alone.items() if k not in made
+        }
+        for key in made:
+            assert row[key].tzinfo is UTC and abs(row[key] - alone[key]) < timedelta(seconds=5)
+    assert rows[3]["attributes"] == {} and rows[3]["attributes"] is not rows[7]["attributes"]
+    assert rows[3]["ended_at"] is None and rows[11]["parent_span_id"] is None
+
+
 def test_model_rows_fill_defaults_and_take_span_objects() -> None:
     missing = plain_span(1)
     del missing["attributes"], missing["created_at"], missing["ended_at"]
@@ -247,52 +265,3 @@ def test_model_rows_fill_defaults_and_take_span_objects() -> None:
     assert [list(row) for row in rows] == [list(model_row(plain_span(0), Span, "s"))] * 3
     with pytest.raises(ValidationError, match=r"spans\[1\]: expected a Span or a mapping"):
         model_rows([plain_span(0), "not a span"], Span, "spans")
-
-
-MESSAGE_IDS = ("id", "thread_id", "role", "type", "resource_id")
-
-
-def plain_message(i: int) -> dict[str, Any]:
-    return {
-        "id": f"m-{i}",
-        "thread_id": "t",
-        "resource_id": None if i % 3 == 0 else "user-1",
-        "role": "user" if i % 2 == 0 else "assistant",
-        "type": "v2",
-        "content": {"format": 2, "parts": [{"type": "text", "text": f"message {i}"}]},
-        "created_at": START + timedelta(milliseconds=i),
-    }
-
-
-def odd_message_values(field: str) -> list[Any]:
-    if field in MESSAGE_IDS:
-        return ODD_IDS
-    return ODD_TIMES if field == "created_at" else ODD_DOCUMENTS
-
-
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(
-    st.integers(1, 30),
-    st.lists(
-        st.tuples(
-            st.integers(0, 29),
-            st.sampled_from([*MESSAGE_IDS, "content", "created_at"]).flatmap(
-                lambda field: st.tuples(st.just(field), st.sampled_from(odd_message_values(field)))
-            ),
-        ),
-        max_size=2,
-    ),
-)
-def test_messages_checked_by_column_decide_as_row_checks(size: int, changes: Any) -> None:
-    messages = [plain_message(i) for i in range(size)]
-    for index, (field, value) in changes:
-        messages[index % size][field] = value
-    same_decision(
-        outcome(lambda: [memory._message_row(message, i) for i, message in enumerate(messages)]),
-        outcome(partial(memory._message_rows, messages)),
-        odd_values=len(changes),
-    )

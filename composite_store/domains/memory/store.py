@@ -29,7 +29,6 @@ from sqlalchemy import (
     update,
 )
 
-from composite_store import batchcheck as check
 from composite_store import validation as v
 from composite_store.dialects import (
     for_update,
@@ -47,7 +46,6 @@ from composite_store.domains.base import (
     hydrate_values,
     model_columns,
     model_row,
-    model_rows,
     row_values,
     table_of,
     update_one,
@@ -71,7 +69,6 @@ resources = table_of(Resource)
 THREAD_ORDER_FIELDS = ("created_at", "updated_at")
 MESSAGE_UPDATE_FIELDS = ("thread_id", "resource_id", "role", "type", "content", "created_at")
 IN_PAGE = "_in_page"  # marks page rows apart from include-window rows in one result
-COLUMNWISE_FROM = 12  # messages in a call; below, each column's set-up costs more than it saves
 MESSAGE_KEYS = tuple(str(column.key) for column in model_columns(Message))
 _ID, _CREATED_AT = MESSAGE_KEYS.index("id"), MESSAGE_KEYS.index("created_at")
 _CONTENT = MESSAGE_KEYS.index("content")
@@ -185,7 +182,7 @@ class MemoryStore(DomainStore):
         ):
             raise ValidationError("save_messages takes a list of messages")
         given = list(messages_)
-        checked = _message_rows(given)
+        checked = [_message_row(m, i) for i, m in enumerate(given)]
         rows = _dedupe_last_wins(checked)
         if not rows:
             return []
@@ -582,19 +579,6 @@ def _thread_row(thread: object) -> dict[str, Any]:
     v.require_datetime(thread.created_at, "thread.created_at")
     v.require_datetime(thread.updated_at, "thread.updated_at")
     return {**row_values(thread), "metadata": metadata}  # bound as checked: serialised once
-
-
-def _message_rows(messages: Sequence[object]) -> list[dict[str, Any]]:
-    """``_message_row`` of each message; from ``COLUMNWISE_FROM`` on, a column at a time
-    (``batchcheck``), as ``span_rows`` checks spans."""
-    if len(messages) < COLUMNWISE_FROM:
-        return [_message_row(message, i) for i, message in enumerate(messages)]
-    rows = model_rows(messages, Message, "messages")
-    check.ids(rows, ("id", "thread_id", "role", "type"), "messages")
-    check.ids(rows, ("resource_id",), "messages", optional=True)
-    check.json_documents(rows, "content", "messages")
-    check.datetimes(rows, "created_at", "messages")
-    return rows
 
 
 def _message_row(message: object, index: int) -> dict[str, Any]:
