@@ -191,6 +191,22 @@ def same_decision(one_by_one: object, by_column: object, *, odd_values: int) -> 
         assert by_column == one_by_one
 
 
+COLUMNWISE_FROM = observability.COLUMNWISE_FROM  # as shipped, before the fixture below
+
+
+def test_a_workload_batch_takes_the_column_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The threshold as shipped: one span is checked alone, AW-1's batch of 500 a column at
+    a time (the tests above force the column path, so they would not tell)."""
+    monkeypatch.setattr(observability, "COLUMNWISE_FROM", COLUMNWISE_FROM)
+    by_row: list[Any] = []
+    monkeypatch.setattr(observability, "span_row", lambda *args: by_row.append(args) or {})
+    observability.span_rows(batch_of(1, []))
+    assert len(by_row) == 1
+    by_row.clear()
+    assert len(observability.span_rows([plain_span(i) for i in range(500)])) == 500
+    assert by_row == []
+
+
 @pytest.fixture(autouse=True)
 def columns_from_the_first_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch goes the column way, however small."""
