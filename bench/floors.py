@@ -20,6 +20,8 @@ from typing import Any
 
 import asyncpg
 
+from composite_store.engines import SQLITE_PRAGMAS  # the floor's SQLite is set up as ours
+
 PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS floor_threads (id text PRIMARY KEY, updated_at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS floor_messages (
@@ -188,12 +190,7 @@ class Sqlite3Floor:
     def connect(self) -> sqlite3.Connection:
         """A connection set up as composite-store sets up its own (engines.py)."""
         conn = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            "busy_timeout=30000",
-            "foreign_keys=ON",
-            "synchronous=NORMAL",
-        ):
+        for pragma in ("busy_timeout=30000", *SQLITE_PRAGMAS):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 

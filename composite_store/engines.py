@@ -3,7 +3,8 @@
 Backend tuning lives here and nowhere else:
 - SQLite: sqlite3 called inline on the event loop's thread (``composite_store.sqlite_inline``;
   or aiosqlite's worker thread), WAL (readers never wait for the writer), a busy timeout
-  (writers queue instead of failing), foreign keys on, and real transactions: pysqlite's
+  (writers queue instead of failing), foreign keys on, the settings in ``SQLITE_PRAGMAS``
+  (why each: there), and real transactions: pysqlite's
   implicit BEGIN is switched off and we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for
   writes so that two writers never deadlock upgrading read locks.
 - ClickHouse: the synchronous driver run in worker threads behind the async API (see
@@ -47,6 +48,23 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine.execution_options(**_AUTOCOMMIT)
+
+
+# Every SQLite connection's settings (with its busy timeout, set per engine).
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",  # readers never wait for the writer
+    "foreign_keys=ON",
+    # a commit is durable once the WAL holds it; the fsyncs come with checkpoints
+    "synchronous=NORMAL",
+    # Statement journals in memory: a statement inside a transaction that may fail halfway (a
+    # multi-row upsert) journals the pages it changes, and past 64 KiB (20 messages touch
+    # ~25 pages) SQLite spills that to a new temporary file: ~85 us of a ~470 us M1 call.
+    "temp_store=MEMORY",
+    # A checkpoint costs ~3.5 ms of fsyncs plus ~3 us a page; every 4,000 pages (a 16 MB WAL)
+    # instead of 1,000, M1 runs ~18% faster over 50,000 messages. Stalls come a quarter as
+    # often and last ~17 ms instead of ~6.5.
+    "wal_autocheckpoint=4000",
+)
 
 
 @dataclass(frozen=True)
@@ -155,12 +173,7 @@ def _sqlite_engine(config: DomainConfig, options: EngineOptions) -> AsyncEngine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            f"busy_timeout={busy_ms}",
-            "foreign_keys=ON",
-            "synchronous=NORMAL",
-        ):
+        for pragma in (f"busy_timeout={busy_ms}", *SQLITE_PRAGMAS):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

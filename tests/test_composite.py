@@ -297,6 +297,31 @@ async def test_both_sqlite_drivers_serve_the_stores(driver: str, tmp_path: Path)
         assert store.engine("memory").dialect.driver == expected
 
 
+@pytest.mark.parametrize("driver", ["inline", "aiosqlite"])
+async def test_sqlite_connections_run_with_the_store_settings(driver: str, tmp_path: Path) -> None:
+    """WAL, foreign keys, commits that do not wait for the disk, statement journals in
+    memory and rarer checkpoints (engines.SQLITE_PRAGMAS), on every pooled connection."""
+    url = f"sqlite:///{tmp_path / 'd.db'}?timeout=7"
+    names = ("journal_mode", "foreign_keys", "synchronous", "temp_store", "wal_autocheckpoint")
+    async with (
+        CompositeStore(url, sqlite_driver=driver) as store,
+        store.engine("memory").connect() as conn,
+    ):
+        settings = {
+            name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            for name in (*names, "busy_timeout")
+        }
+    busy_ms = {"inline": 0, "aiosqlite": 7000}[driver]  # inline: the driver retries itself
+    assert settings == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "synchronous": 1,  # NORMAL
+        "temp_store": 2,  # MEMORY
+        "wal_autocheckpoint": 4000,
+        "busy_timeout": busy_ms,
+    }
+
+
 @pytest.mark.parametrize(("driver", "path"), [("inline", "sqlite"), ("aiosqlite", "sqlalchemy")])
 async def test_hot_methods_on_the_fast_path_and_on_its_fallback(
     driver: str, path: str, tmp_path: Path
