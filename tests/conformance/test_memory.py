@@ -297,6 +297,19 @@ async def test_save_messages_is_all_or_nothing(memory: MemoryStore) -> None:
     assert await memory.get_thread("t1") == thread_before  # updated_at not bumped either
 
 
+async def test_save_messages_to_one_missing_thread_saves_nothing(memory: MemoryStore) -> None:
+    """A batch whose messages all name one missing thread (PostgreSQL writes such a batch by
+    a statement of its own) raises ``NotFoundError`` naming it; no message is stored, even
+    one whose id is already stored in another thread."""
+    await seed(memory, "t1", 2)
+    before = await memory.list_messages("t1")
+    moved = msg(0, thread="ghost", id="t1-m0000")  # stored in t1: it stays there
+    with pytest.raises(NotFoundError, match="'ghost'"):
+        await memory.save_messages([msg(5, thread="ghost"), moved, msg(6, thread="ghost")])
+    assert await memory.list_messages("t1") == before
+    assert await memory.get_messages(["ghost-m0005", "ghost-m0006"]) == []
+
+
 def as_mapping(message: Message) -> dict[str, Any]:
     return {f.name: getattr(message, f.name) for f in dataclasses.fields(Message)}
 

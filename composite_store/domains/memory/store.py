@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    exists,
     false,
     func,
     select,
@@ -231,9 +232,10 @@ class MemoryStore(DomainStore):
         in id order, bump them and upsert the messages, all only if every thread exists. One
         round trip where BEGIN, touch, upsert and COMMIT took four."""
         columns = tuple(rows[0])
+        one_thread = len(thread_ids) == 1
         stmt = self._statement(
-            ("save_messages_in_one_statement", columns),
-            lambda: _touch_threads_and_upsert(self.dialect, upsert_, columns),
+            ("save_messages_in_one_statement", columns, one_thread),
+            lambda: _touch_threads_and_upsert(self.dialect, upsert_, columns, one_thread),
         )
         params: dict[str, Any] = {f"{c}_all": [row[c] for row in rows] for c in columns}
         params.update(thread_ids=thread_ids, thread_count=len(thread_ids), now=utcnow())
@@ -479,10 +481,23 @@ def _upsert_messages(dialect: str) -> Insert:
     ).returning(messages.c.id, messages.c.created_at)
 
 
-def _touch_threads_and_upsert(dialect: str, upsert_: Insert, columns: Sequence[str]) -> Select[Any]:
-    """PostgreSQL: the threads ``thread_ids``, locked in id order, bumped to ``now`` and
-    ``upsert_`` fed from arrays (``insert_from_arrays``), only if all ``thread_count`` exist.
-    Returns the upserted ``(id, created_at)``: none if a thread is missing."""
+def _touch_threads_and_upsert(
+    dialect: str, upsert_: Insert, columns: Sequence[str], one_thread: bool
+) -> Select[Any]:
+    """PostgreSQL: the threads ``thread_ids`` bumped to ``now`` and ``upsert_`` fed from
+    arrays (``insert_from_arrays``), only if all ``thread_count`` exist. Returns the upserted
+    ``(id, created_at)``: none if a thread is missing.
+
+    Several threads are locked in id order first, so that two writers never wait on each
+    other's threads. One thread (the usual batch) is locked by the UPDATE alone: a single
+    lock has no order, and the first lock cost ~45 us of the ~550 us statement alone (~20 us of
+    a ~750 us M1 call)."""
+    bump = update(threads).values(updated_at=bindparam("now", type_=UTCDateTime()))
+    if one_thread:
+        touched = bump.where(in_ids(dialect, threads.c.id, "thread_ids")).returning(threads.c.id)
+        found_it = exists(touched.cte("touched").select())
+        written = insert_from_arrays(upsert_, columns, only_if=found_it).cte("written")
+        return select(written.c.id, written.c.created_at)
     found = (
         select(threads.c.id)
         .where(in_ids(dialect, threads.c.id, "thread_ids"))
@@ -493,14 +508,9 @@ def _touch_threads_and_upsert(dialect: str, upsert_: Insert, columns: Sequence[s
     all_found = (
         select(func.count() == bindparam("thread_count")).select_from(found).scalar_subquery()
     )
-    touched = (
-        update(threads)
-        .where(threads.c.id.in_(select(found.c.id)), all_found)
-        .values(updated_at=bindparam("now", type_=UTCDateTime()))
-        .cte("touched")
-    )
+    touched_cte = bump.where(threads.c.id.in_(select(found.c.id)), all_found).cte("touched")
     written = insert_from_arrays(upsert_, columns, only_if=all_found).cte("written")
-    return select(written.c.id, written.c.created_at).add_cte(touched)
+    return select(written.c.id, written.c.created_at).add_cte(touched_cte)
 
 
 def _list_messages_statements(
