@@ -20,7 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from composite_store.engines import SQLITE_PRAGMAS  # the floor's SQLite is set up as ours
+# the floor's databases are set up as composite-store sets up its own
+from composite_store.engines import LZ4_IF_AVAILABLE, SQLITE_PRAGMAS
 
 PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS floor_threads (id text PRIMARY KEY, updated_at timestamptz NOT NULL);
@@ -105,6 +106,19 @@ def _decode(rows: list[Any]) -> int:
     return len([json.loads(row[3]) for row in rows])
 
 
+async def _pg_pool(dsn: str) -> asyncpg.Pool:
+    """A pool whose sessions compress large values as composite-store's do (lz4 where the
+    server has it, engines._compress_with_lz4). Set at connection start, so that the pool's
+    RESET ALL on release keeps it."""
+    probe = await asyncpg.connect(dsn)
+    try:
+        lz4 = await probe.fetchval(LZ4_IF_AVAILABLE)  # "lz4", or None: no row
+    finally:
+        await probe.close()
+    settings = {"default_toast_compression": "lz4"} if lz4 else {}
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=5, server_settings=settings)
+
+
 class AsyncpgFloor:
     name = "asyncpg floor"
     backend = "postgresql"
@@ -114,7 +128,7 @@ class AsyncpgFloor:
         self.pool: asyncpg.Pool | None = None
 
     async def setup(self, thread_id: str) -> None:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=5)
+        self.pool = await _pg_pool(self.dsn)
         async with self.pool.acquire() as conn:
             await conn.execute(PG_DROP)
             await conn.execute(PG_SCHEMA)
@@ -309,7 +323,7 @@ SPAN_SELECT = f"SELECT {SPAN_COLUMNS} FROM floor_spans WHERE trace_id = {{0}} OR
 
 
 async def _pg_setup_spans(floor: AsyncpgFloor) -> None:
-    floor.pool = floor.pool or await asyncpg.create_pool(floor.dsn, min_size=1, max_size=5)
+    floor.pool = floor.pool or await _pg_pool(floor.dsn)
     async with floor.pool.acquire() as conn:
         await conn.execute("DROP TABLE IF EXISTS floor_spans")
         await conn.execute(PG_SPANS)

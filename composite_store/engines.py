@@ -3,15 +3,16 @@
 Backend tuning lives here and nowhere else:
 - SQLite: sqlite3 called inline on the event loop's thread (``composite_store.sqlite_inline``;
   or aiosqlite's worker thread), WAL (readers never wait for the writer), a busy timeout
-  (writers queue instead of failing), foreign keys on, the settings in ``SQLITE_PRAGMAS``
-  (why each: there), and real transactions: pysqlite's
-  implicit BEGIN is switched off and we emit ``BEGIN`` ourselves, ``BEGIN IMMEDIATE`` for
-  writes so that two writers never deadlock upgrading read locks.
+  (writers queue instead of failing), the settings in ``SQLITE_PRAGMAS`` (why each: there),
+  and real transactions: pysqlite's implicit BEGIN is switched off and we emit ``BEGIN``
+  ourselves, ``BEGIN IMMEDIATE`` for writes so that two writers never deadlock upgrading
+  read locks.
 - ClickHouse: the synchronous driver run in worker threads behind the async API (see
   ``composite_store.clickhouse``), with bounded connect/receive timeouts.
 - PostgreSQL: asyncpg, a pre-ping that costs no round trip on the hot path (see
   ``_pre_ping_postgresql``) so a restarted server is survived, a bounded connect timeout so a
-  down server fails fast, JIT off (it only slows the small queries we send).
+  down server fails fast, JIT off (it only slows the small queries we send), and large values
+  compressed by lz4 (``_compress_with_lz4``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def create_engine_for(config: DomainConfig, options: EngineOptions) -> AsyncEngi
             },
         )
         _pre_ping_postgresql(engine, options.ping_after_idle, options.connect_timeout)
+        _compress_with_lz4(engine)
         return engine
     if config.backend == "clickhouse":
         return _clickhouse_engine(config, options)
@@ -233,6 +235,24 @@ def _pre_ping_postgresql(engine: AsyncEngine, ping_after_idle: float, timeout: f
                 await_only(driver.execute("SELECT 1", timeout=timeout))
             except Exception as exc:
                 raise DisconnectionError(f"ping failed: {exc}") from exc
+
+
+# Values our sessions write compress with lz4 where the server has it (PostgreSQL 14+ built
+# with lz4), else as before (pglz): one statement that cannot fail on any version.
+LZ4_IF_AVAILABLE = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
+def _compress_with_lz4(engine: AsyncEngine) -> None:
+    """TOAST values (a document past ~2 KB) compressed by lz4 instead of pglz: persisting a
+    10 KB workflow snapshot took ~365 us of server time with pglz and ~220 with lz4 (or with
+    no compression at all), read back as fast. Once per new connection, not per statement."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        await_only(dbapi_connection.driver_connection.execute(LZ4_IF_AVAILABLE))
 
 
 class EngineSet:

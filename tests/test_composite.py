@@ -578,6 +578,27 @@ async def test_postgresql_saves_a_batch_of_messages_in_one_statement(
         assert len(sent) == 2 and "BEGIN" not in " ".join(sent).upper(), sent
 
 
+async def test_postgresql_compresses_large_documents_with_lz4(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """Every pooled session writes TOAST values with lz4 (pglz gave up on a 10 KB snapshot's
+    JSONB after trying, and stored it uncompressed in the TOAST table): what the store and
+    its fast path write, on a server that has lz4, as the CI's PostgreSQL does."""
+    snapshot = {"context": {f"step-{i}": {"output": {"text": "x" * 200}} for i in range(40)}}
+    thread = Thread(id="t", resource_id="r", metadata_={"notes": ["y" * 100] * 100})
+    async with CompositeStore(await make_database("postgresql")) as store:
+        await store.workflows.persist_snapshot("wf", "run", snapshot)  # the fast path
+        await store.memory.save_thread(thread)
+        query = text(
+            "SELECT pg_column_compression(snapshot) FROM workflow_runs UNION ALL "
+            "SELECT pg_column_compression(metadata) FROM memory_threads"
+        )
+        async with store.engine("workflows").connect() as conn:
+            methods = [row[0] for row in await conn.execute(query)]
+        assert methods == ["lz4", "lz4"]
+        assert await store.workflows.load_snapshot("wf", "run") == snapshot
+
+
 class _CuttableProxy:
     """A TCP proxy that can close every connection through it at once: what a server
     restart does to a pool, for a server whose connections cannot be killed from SQL."""
