@@ -246,9 +246,10 @@ LZ4_IF_AVAILABLE = (
 
 
 def _compress_with_lz4(engine: AsyncEngine) -> None:
-    """TOAST values (a document past ~2 KB) compressed by lz4 instead of pglz: persisting a
-    10 KB workflow snapshot took ~365 us of server time with pglz and ~220 with lz4 (or with
-    no compression at all), read back as fast. Once per new connection, not per statement."""
+    """TOAST values (a document past ~2 KB) compressed by lz4 instead of pglz. Upserting a
+    10 KB workflow snapshot took ~365 us with pglz, which spent the time trying to compress
+    it and kept nothing (it keeps only a saving of 25% or more); ~220 us with lz4 (22%
+    smaller) or with no compression tried at all; read back as fast. Once per connection."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -581,9 +581,9 @@ async def test_postgresql_saves_a_batch_of_messages_in_one_statement(
 async def test_postgresql_compresses_large_documents_with_lz4(
     make_database: Callable[[str], Awaitable[str]],
 ) -> None:
-    """Every pooled session writes TOAST values with lz4 (pglz gave up on a 10 KB snapshot's
-    JSONB after trying, and stored it uncompressed in the TOAST table): what the store and
-    its fast path write, on a server that has lz4, as the CI's PostgreSQL does."""
+    """Every pooled session writes TOAST values with lz4 (pglz tried to compress a 10 KB
+    snapshot's JSONB and kept nothing, storing it as it was): what the store and its
+    fast path write, on a server that has lz4, as the CI's PostgreSQL does."""
     snapshot = {"context": {f"step-{i}": {"output": {"text": "x" * 200}} for i in range(40)}}
     thread = Thread(id="t", resource_id="r", metadata_={"notes": ["y" * 100] * 100})
     async with CompositeStore(await make_database("postgresql")) as store:
