@@ -24,6 +24,7 @@ from composite_store import (
     DomainUnavailableError,
     Include,
     NotFoundError,
+    engines,
 )
 from composite_store.models import (
     Agent,
@@ -597,6 +598,21 @@ async def test_postgresql_compresses_large_documents_with_lz4(
             methods = [row[0] for row in await conn.execute(query)]
         assert methods == ["lz4", "lz4"]
         assert await store.workflows.load_snapshot("wf", "run") == snapshot
+
+
+async def test_postgresql_serves_the_store_where_lz4_cannot_be_set(
+    make_database: Callable[[str], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that refuses the lz4 statement (a PostgreSQL-compatible one without the
+    catalog it reads) keeps its own compression and serves the store all the same."""
+    monkeypatch.setattr(engines, "LZ4_IF_AVAILABLE", "SELECT no_such_function()")
+    snapshot = {"notes": ["y" * 100] * 100}
+    async with CompositeStore(await make_database("postgresql")) as store:
+        await store.workflows.persist_snapshot("wf", "run", snapshot)
+        assert await store.workflows.load_snapshot("wf", "run") == snapshot
+        async with store.engine("workflows").connect() as conn:
+            query = text("SELECT pg_column_compression(snapshot) FROM workflow_runs")
+            assert (await conn.execute(query)).scalar() == "pglz"  # the server's default
 
 
 class _CuttableProxy:
