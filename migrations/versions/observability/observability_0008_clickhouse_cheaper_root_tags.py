@@ -20,7 +20,7 @@ Revises: observability_0007
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "observability_0008"
 down_revision: str | None = "observability_0007"
@@ -39,32 +39,22 @@ ONE_MAP = (
     "resource_id, run_id, session_id, thread_id, environment, service_name])) AS tags "
     "FROM spans WHERE parent_span_id IS NULL"
 )
-ELEVEN_EXPRESSIONS = (  # observability_0006's
-    "SELECT trace_id, span_id, updated_at, started_at, ended_at, "
-    "error IS NOT NULL AS failed, arrayFilter(tag -> tag != '', ["
-    "ifNull(concat('span_type=', span_type), ''), "
-    "ifNull(concat('entity_type=', entity_type), ''), "
-    "ifNull(concat('entity_id=', entity_id), ''), "
-    "ifNull(concat('entity_name=', entity_name), ''), "
-    "ifNull(concat('user_id=', user_id), ''), "
-    "ifNull(concat('resource_id=', resource_id), ''), "
-    "ifNull(concat('run_id=', run_id), ''), "
-    "ifNull(concat('session_id=', session_id), ''), "
-    "ifNull(concat('thread_id=', thread_id), ''), "
-    "ifNull(concat('environment=', environment), ''), "
-    "ifNull(concat('service_name=', service_name), '')]) AS tags "
-    "FROM spans WHERE parent_span_id IS NULL"
-)
 # Each step may run again after an interrupted run.
 UPGRADE = (
     "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_roots_feed_0008 TO trace_roots AS " + ONE_MAP,
     "DROP TABLE IF EXISTS trace_roots_feed",
 )
-DOWNGRADE = (
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_roots_feed TO trace_roots AS "
-    + ELEVEN_EXPRESSIONS,
-    "DROP TABLE IF EXISTS trace_roots_feed_0008",
-)
+
+
+def _downgrade() -> tuple[str, ...]:
+    """observability_0006's view again, its query read from that revision (not a copy)."""
+    script = context.script.get_revision("observability_0006")
+    assert script is not None and script.module is not None
+    return (
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_roots_feed TO trace_roots AS "
+        + script.module.ROOT_VERSIONS,
+        "DROP TABLE IF EXISTS trace_roots_feed_0008",
+    )
 
 
 def _run(statements: Sequence[str]) -> None:
@@ -79,4 +69,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _run(DOWNGRADE)
+    _run(_downgrade())
