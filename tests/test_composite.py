@@ -572,6 +572,13 @@ async def test_postgresql_saves_a_batch_of_messages_in_one_statement(
         await store.memory.save_messages(batch)
         await asyncio.sleep(0)  # asyncpg calls the logger soon after, not at once
         assert len(sent) == 1 and sent[0].lstrip().upper().startswith("WITH"), sent
+        # one thread: its UPDATE is the only lock; several: locked in id order first
+        assert "FOR UPDATE" not in sent[0].upper(), sent
+        await store.memory.save_thread(Thread(id="u", resource_id="r"))
+        sent.clear()
+        await store.memory.save_messages([*batch, {**batch[0], "id": "y", "thread_id": "u"}])
+        await asyncio.sleep(0)
+        assert len(sent) == 1 and "FOR UPDATE" in sent[0].upper(), sent
         sent.clear()
         with pytest.raises(NotFoundError):
             await store.memory.save_messages(ghost)
