@@ -621,10 +621,16 @@ async def test_postgresql_serves_the_store_where_lz4_cannot_be_set(
             query = text("SELECT pg_column_compression(snapshot) FROM workflow_runs")
             stored = (await conn.execute(query)).scalar()
             # the server's configured default, which a session's set_config does not change
-            default = await conn.execute(
-                text("SELECT reset_val FROM pg_settings WHERE name = 'default_toast_compression'")
-            )
-        assert stored == default.scalar() != "lz4"  # pglz, unless the server says otherwise
+            default = (
+                await conn.execute(
+                    text(
+                        "SELECT reset_val FROM pg_settings WHERE name = 'default_toast_compression'"
+                    )
+                )
+            ).scalar()
+        if default == "lz4":
+            pytest.skip("this server compresses with lz4 by default: nothing to tell apart")
+        assert stored == default  # pglz: the statement was refused, the store still serves
 
 
 class _CuttableProxy:
