@@ -35,15 +35,17 @@ from clickhouse_sqlalchemy.drivers.native.base import (
     ClickHouseNativeSQLCompiler,
 )
 from clickhouse_sqlalchemy.exceptions import DatabaseException
-from sqlalchemy import Column, MetaData, Table, pool, text
+from sqlalchemy import Column, MetaData, Select, Table, pool, text
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, AdaptedConnection, Connection
+from sqlalchemy.exc import CompileError
 from sqlalchemy.sql.dml import Delete, Insert, Update
 from sqlalchemy.util import await_only
 
 T = TypeVar("T")
 # The async native dialect's driver name: the one that takes batches as native blocks
 NATIVE_DRIVER = "composite_native"
+PREWHERE = "PREWHERE"  # the statement hint of ``dialects.prewhere``
 MUTATION_TIMEOUT = 60.0  # seconds to wait for an ALTER ... DELETE to finish
 
 # Errors meaning "the server is not there", as the driver raises them (possibly wrapped).
@@ -191,16 +193,48 @@ class _AsyncDBAPI:
         return _AsyncConnection(self, self._sync.connect(*args, **kwargs))  # lazy: no I/O yet
 
 
-class _FinalHint:
+class _SelectHints(ClickHouseSQLCompiler):  # type: ignore[misc]
+    """``dialects.final`` and ``dialects.prewhere``, rendered."""
+
     def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
-        return text  # ``FINAL``, from dialects.final()
+        return text  # ``FINAL``, after the table's name
+
+    def get_statement_hint_text(self, hint_texts: list[str]) -> str:
+        return " ".join(hint for hint in hint_texts if hint != PREWHERE)
+
+    def _compose_select_body(
+        self,
+        text: str,
+        select: Select[Any],
+        compile_state: Any,
+        inner_columns: list[str],
+        froms: list[Any],
+        byfrom: Any,
+        toplevel: bool,
+        kwargs: Any,
+    ) -> str:
+        body: str = super()._compose_select_body(
+            text, select, compile_state, inner_columns, froms, byfrom, toplevel, kwargs
+        )
+        if (self.dialect.name, PREWHERE) not in select._statement_hints:
+            return body
+        if not all(isinstance(f, Table) for f in froms):  # a subquery's WHERE could come first
+            raise CompileError("PREWHERE is for a SELECT from tables")
+        # The FROM clause follows the columns and holds no WHERE: the first one after it is ours.
+        where_at = body.find(_WHERE, len(text) + len(", ".join(inner_columns)))
+        if where_at < 0:
+            return body
+        return f"{body[:where_at]} \nPREWHERE {body[where_at + len(_WHERE) :]}"
 
 
-class _NativeCompiler(_FinalHint, ClickHouseNativeSQLCompiler):  # type: ignore[misc]
+_WHERE = " \nWHERE "  # as SQLAlchemy's compiler (and clickhouse-sqlalchemy's) writes it
+
+
+class _NativeCompiler(_SelectHints, ClickHouseNativeSQLCompiler):  # type: ignore[misc]
     """INSERT ... VALUES without a template: the native driver sends the rows as a block."""
 
 
-class _HTTPCompiler(_FinalHint, ClickHouseSQLCompiler):  # type: ignore[misc]
+class _HTTPCompiler(_SelectHints):
     """INSERT ... VALUES with its template, which the HTTP cursor fills in row by row: with
     the native compiler it sent an INSERT of no rows, and every write over HTTP was lost."""
 

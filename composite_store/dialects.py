@@ -37,6 +37,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
+from composite_store.clickhouse import PREWHERE
 from composite_store.sqltypes import (
     EpochMicros,
     JSONDocument,
@@ -119,6 +120,23 @@ def final(stmt: Select[Any], table: Table) -> Select[Any]:
     """Read ``table`` deduplicated: ClickHouse's ReplacingMergeTree keeps older versions of a
     row until a merge, ``FINAL`` folds them at read time. Other backends ignore the hint."""
     return stmt.with_hint(table, "FINAL", dialect_name="clickhouse")
+
+
+def prewhere(stmt: Select[Any]) -> Select[Any]:
+    """ClickHouse: run ``stmt``'s WHERE as PREWHERE, which reads the condition's columns first
+    and the others only for the granules holding a row that passes. ClickHouse moves most
+    conditions there itself, but not one on the sort key: the index narrows it to granules,
+    one per id in every part, and those are read whole. At 1M spans, 21 traces' spans took
+    ~13 ms with WHERE and ~7 with PREWHERE. With ``final`` the WHERE must test the sort key
+    only (PREWHERE runs before FINAL folds versions, and all versions of a row share its key).
+    Other backends ignore the hint."""
+    return stmt.with_statement_hint(PREWHERE, dialect_name="clickhouse")
+
+
+def by_key(stmt: Select[Any], table: Table) -> Select[Any]:
+    """Rows of ``table`` picked by its sort key (the WHERE tests nothing else), each in its
+    newest version: ``final`` and ``prewhere``."""
+    return prewhere(final(stmt, table))
 
 
 def in_ids(dialect_name: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:

@@ -28,7 +28,7 @@ from clickhouse_sqlalchemy import types as ch_types
 from sqlalchemy import Column, ColumnElement, MetaData, Row, Select, Table, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from composite_store.dialects import final, id_batches, in_ids, keeps_roots_apart
+from composite_store.dialects import final, id_batches, in_ids, keeps_roots_apart, prewhere
 from composite_store.domains.base import hydrate, model_columns, table_of
 from composite_store.domains.observability.models import Span
 from composite_store.pagination import Page
@@ -146,7 +146,7 @@ async def _newest(
     conn: AsyncConnection, traces: TraceQuery, versions: list[Version]
 ) -> dict[SpanKey, Row[Any]]:
     """The newest version of every span of the traces of ``versions``, every column."""
-    query = _where_trace_in(conn, select(*model_columns(Span)))
+    query = prewhere(_where_trace_in(conn, select(*model_columns(Span))))
     newest: dict[SpanKey, list[Row[Any]]] = {}
     async for row in _by_trace(conn, query, versions):
         found = newest.get((row.trace_id, row.span_id))

@@ -22,6 +22,7 @@ from composite_store import batchcheck as check
 from composite_store import validation as v
 from composite_store.dialects import (
     after_delete,
+    by_key,
     final,
     for_update,
     id_batches,
@@ -160,7 +161,7 @@ class ObservabilityStore(DomainStore):
     def _get_statement(self) -> Any:
         return self._statement(
             "get_span",
-            lambda: final(
+            lambda: by_key(
                 select(*model_columns(Span)).where(
                     spans.c.trace_id == bindparam("trace_id"),
                     spans.c.span_id == bindparam("span_id"),
@@ -174,7 +175,7 @@ class ObservabilityStore(DomainStore):
         v.require_id(trace_id, "trace_id")
         stmt = self._statement(
             "get_trace",
-            lambda: final(
+            lambda: by_key(
                 select(*model_columns(Span))
                 .where(spans.c.trace_id == bindparam("trace_id"))
                 .order_by(spans.c.started_at, spans.c.span_id),

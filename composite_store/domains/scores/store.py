@@ -10,7 +10,7 @@ from typing import Any, Literal, overload
 from sqlalchemy import ColumnElement, bindparam, select
 
 from composite_store import validation as v
-from composite_store.dialects import final, score_stats_select, upsert
+from composite_store.dialects import by_key, final, score_stats_select, upsert
 from composite_store.domains.base import DomainStore, hydrate, model_columns, row_values, table_of
 from composite_store.domains.scores.models import Score
 from composite_store.pagination import Page, check_page, fetch_page
@@ -57,7 +57,7 @@ class ScoresStore(DomainStore):
         v.require_id(score_id, "score_id")
         stmt = self._statement(
             "get_score",
-            lambda: final(
+            lambda: by_key(
                 select(*model_columns(Score)).where(scores.c.id == bindparam("id")), scores
             ),
         )
