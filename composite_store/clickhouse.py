@@ -216,14 +216,15 @@ class _SelectHints(ClickHouseSQLCompiler):  # type: ignore[misc]
         body: str = super()._compose_select_body(
             text, select, compile_state, inner_columns, froms, byfrom, toplevel, kwargs
         )
-        if (self.dialect.name, PREWHERE) not in select._statement_hints:
-            return body
+        if (
+            not select._where_criteria
+            or (self.dialect.name, PREWHERE) not in select._statement_hints
+        ):
+            return body  # without a WHERE of its own, the first one is a subquery's
         if not all(isinstance(f, Table) for f in froms):  # a subquery's WHERE could come first
             raise CompileError("PREWHERE is for a SELECT from tables")
         # The FROM clause follows the columns and holds no WHERE: the first one after it is ours.
-        where_at = body.find(_WHERE, len(text) + len(", ".join(inner_columns)))
-        if where_at < 0:
-            return body
+        where_at = body.index(_WHERE, len(text) + len(", ".join(inner_columns)))
         return f"{body[:where_at]} \nPREWHERE {body[where_at + len(_WHERE) :]}"
 
 
